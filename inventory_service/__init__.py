@@ -1,0 +1,1 @@
+"""Inventory service: products, stock, and all-or-nothing reservations per order."""

@@ -1,0 +1,115 @@
+"""inventory.reserve and inventory.release, idempotent by order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from inventory_service import domain, repository
+from inventory_service.domain import ORDER_CANCELLED, Reservation, ReservationStatus
+from inventory_service.settings import Settings
+from shared_domain.contracts import (
+    Envelope,
+    InventoryFailed,
+    InventoryReleased,
+    InventoryReserved,
+    MessageType,
+    ReleaseInventory,
+    ReserveInventory,
+    utcnow,
+)
+from shared_domain.messaging.consumer import Handler
+from shared_domain.runtime import Runtime
+
+log = logging.getLogger(__name__)
+SOURCE = "inventory_service"
+
+
+def reserve_reply(cause: Envelope, reservation: Reservation) -> Envelope:
+    if reservation.status is ReservationStatus.FAILED:
+        detail: dict[str, Any] = reservation.failure_detail
+        return cause.follow(
+            MessageType.INVENTORY_FAILED,
+            InventoryFailed(
+                reason=reservation.failure_reason or "failed",
+                product_id=UUID(str(detail["product_id"])) if detail.get("product_id") else None,
+                requested=detail.get("requested"),
+                available=detail.get("available"),
+            ),
+            SOURCE,
+        )
+    if reservation.status is ReservationStatus.CANCELLED:
+        return cause.follow(
+            MessageType.INVENTORY_FAILED, InventoryFailed(reason=ORDER_CANCELLED), SOURCE
+        )
+    # reserved, or reserved and since released: the outcome of the reserve was a success
+    return cause.follow(
+        MessageType.INVENTORY_RESERVED, InventoryReserved(reservation_id=reservation.id), SOURCE
+    )
+
+
+def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
+    async def reserve(envelope: Envelope, command: ReserveInventory) -> None:
+        async with rt.uow() as uow:
+            await uow.claim(envelope)
+            reservation = await repository.reservation_for_update(uow.conn, envelope.order_id)
+            if reservation is not None:
+                log.info(
+                    "inventory.reserve for order %s already handled (%s); re-sending outcome",
+                    envelope.order_id,
+                    reservation.status,
+                )
+            else:
+                wanted = domain.wanted_quantities(
+                    [(line.product_id, line.quantity) for line in command.items]
+                )
+                products = await repository.products_for_update(uow.conn, list(wanted))
+                reservation = domain.reserve(envelope.order_id, wanted, products, utcnow())
+                if reservation.status is ReservationStatus.RESERVED:
+                    await repository.save_stock(uow.conn, [products[p] for p in wanted])
+                await repository.add_reservation(uow.conn, reservation)
+                log.info(
+                    "order %s: reservation %s %s %s",
+                    envelope.order_id,
+                    reservation.id,
+                    reservation.status,
+                    reservation.failure_reason or {str(k): v for k, v in wanted.items()},
+                )
+            uow.emit(reserve_reply(envelope, reservation))
+            await uow.commit()
+
+    async def release(envelope: Envelope, command: ReleaseInventory) -> None:
+        async with rt.uow() as uow:
+            await uow.claim(envelope)
+            reservation = await repository.reservation_for_update(uow.conn, envelope.order_id)
+            now = utcnow()
+            if reservation is None:
+                reservation = domain.cancelled_before_reserve(envelope.order_id, now)
+                await repository.add_reservation(uow.conn, reservation)
+                log.info(
+                    "order %s: release before any reservation, recorded as cancelled",
+                    envelope.order_id,
+                )
+            elif reservation.status is ReservationStatus.RESERVED:
+                products = await repository.products_for_update(uow.conn, list(reservation.items))
+                domain.release(reservation, products, now)
+                await repository.save_stock(uow.conn, list(products.values()))
+                await repository.save_reservation(uow.conn, reservation)
+                log.info(
+                    "order %s: reservation %s released (%s)",
+                    envelope.order_id,
+                    reservation.id,
+                    command.reason,
+                )
+            uow.emit(
+                envelope.follow(
+                    MessageType.INVENTORY_RELEASED,
+                    InventoryReleased(reservation_id=reservation.id),
+                    SOURCE,
+                )
+            )
+            await uow.commit()
+
+    return {MessageType.INVENTORY_RESERVE: reserve, MessageType.INVENTORY_RELEASE: release}

@@ -1,0 +1,1 @@
+"""Notification service: tells customers about their orders. Non-critical to the saga."""

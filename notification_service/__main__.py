@@ -1,0 +1,4 @@
+from notification_service.app import SERVICE
+from shared_domain.runtime import main
+
+main(SERVICE)

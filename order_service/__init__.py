@@ -1,0 +1,1 @@
+"""Order service: the public API where orders are placed and followed."""

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import ORJSONResponse
+
+from order_service import repository, services
+from order_service.schemas import PlaceOrder
+from shared_domain.http import ApiError, NotFound, envelope, request_id
+from shared_domain.runtime import RuntimeDep
+
+router = APIRouter(tags=["orders"])
+
+
+@router.post("/orders", status_code=201)
+async def place_order(
+    body: PlaceOrder,
+    request: Request,
+    rt: RuntimeDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> ORJSONResponse:
+    try:
+        order, created = await services.place_order(rt, body, idempotency_key, request_id(request))
+    except services.IdempotencyConflict as exc:
+        raise ApiError(
+            409,
+            "idempotency_conflict",
+            f"Idempotency-Key {exc} was already used with a different request",
+        ) from exc
+    return envelope(
+        request,
+        data=repository.view(order),
+        message="Order created" if created else "Order already created with this Idempotency-Key",
+        status_code=201,
+        headers=None if created else {"Idempotent-Replayed": "true"},
+    )
+
+
+@router.get("/orders/{order_id}")
+async def get_order(order_id: UUID, request: Request, rt: RuntimeDep) -> ORJSONResponse:
+    order = await repository.order_with_history(rt.engine, order_id)
+    if order is None:
+        raise NotFound("order", order_id)
+    return envelope(request, data=order, message="order found")
+
+
+@router.get("/customers/{customer_id}/orders")
+async def customer_orders(
+    customer_id: UUID,
+    request: Request,
+    rt: RuntimeDep,
+    page: int = Query(1, ge=1),
+    page_size: int = Query(20, ge=1, le=100),
+) -> ORJSONResponse:
+    items, total = await repository.customer_orders(
+        rt.engine, customer_id, page_size, (page - 1) * page_size
+    )
+    return envelope(
+        request,
+        data={"items": items, "total": total, "page": page, "page_size": page_size},
+        message=f"{len(items)} of {total} order(s)",
+    )

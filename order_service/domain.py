@@ -1,0 +1,105 @@
+"""Orders and their status. Pure logic, no I/O.
+
+pending -> processing -> completed | cancelled | failed. Status events may arrive out
+of order, so any non-terminal order may move to a later status, and a terminal order
+never moves again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from typing import Any
+from uuid import UUID, uuid4
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset({OrderStatus.COMPLETED, OrderStatus.CANCELLED, OrderStatus.FAILED})
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    product_id: UUID
+    quantity: int
+    price: Decimal
+
+    @property
+    def subtotal(self) -> Decimal:
+        return (self.price * self.quantity).quantize(CENT, ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    status: OrderStatus
+    reason: str | None
+    at: datetime
+
+
+@dataclass
+class Order:
+    id: UUID
+    customer_id: UUID
+    items: list[OrderLine]
+    total_amount: Decimal
+    status: OrderStatus
+    shipping_address: dict[str, Any]
+    saga_id: UUID
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    idempotency_key: str | None = None
+    request_fingerprint: str | None = None
+    changes: list[StatusChange] = field(default_factory=list)
+
+    @classmethod
+    def place(
+        cls,
+        customer_id: UUID,
+        items: list[OrderLine],
+        shipping_address: dict[str, Any],
+        now: datetime,
+        idempotency_key: str | None = None,
+        request_fingerprint: str | None = None,
+    ) -> Order:
+        if not items:
+            raise ValueError("an order needs at least one item")
+        total = sum((line.subtotal for line in items), Decimal("0.00")).quantize(CENT)
+        order = cls(
+            uuid4(),
+            customer_id,
+            list(items),
+            total,
+            OrderStatus.PENDING,
+            shipping_address,
+            uuid4(),
+            None,
+            now,
+            now,
+            idempotency_key,
+            request_fingerprint,
+        )
+        order.changes.append(StatusChange(OrderStatus.PENDING, "order placed", now))
+        return order
+
+    def move_to(self, status: OrderStatus, reason: str | None, now: datetime) -> bool:
+        """Apply a status event; False when it does not apply (stale or duplicate)."""
+        if self.status in TERMINAL or status == self.status:
+            return False
+        if status is OrderStatus.PENDING:
+            return False
+        self.status = status
+        self.updated_at = now
+        if status in (OrderStatus.CANCELLED, OrderStatus.FAILED):
+            self.failure_reason = reason
+        self.changes.append(StatusChange(status, reason, now))
+        return True

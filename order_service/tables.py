@@ -1,0 +1,49 @@
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from shared_domain.inbox import define_inbox_table
+from shared_domain.outbox import define_outbox_table
+
+metadata = MetaData()
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("customer_id", UUID(as_uuid=True), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("total_amount", Numeric(14, 2), nullable=False),
+    Column("items", JSONB, nullable=False),
+    Column("shipping_address", JSONB, nullable=False),
+    Column("saga_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("failure_reason", Text, nullable=True),
+    Column("idempotency_key", String(255), nullable=True, unique=True),
+    Column("request_fingerprint", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_orders_customer_created", "customer_id", "created_at"),
+)
+
+order_status_history = Table(
+    "order_status_history",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("order_id", UUID(as_uuid=True), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("status", String(20), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+outbox = define_outbox_table(metadata)
+inbox = define_inbox_table(metadata)

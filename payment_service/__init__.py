@@ -1,0 +1,1 @@
+"""Payment service: charges and refunds orders through a payment-provider adapter."""

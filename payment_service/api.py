@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse
+
+from payment_service import repository
+from shared_domain.http import NotFound, envelope
+from shared_domain.runtime import RuntimeDep
+
+router = APIRouter(tags=["payments"])
+
+
+@router.get("/orders/{order_id}/payment")
+async def get_payment(order_id: UUID, request: Request, rt: RuntimeDep) -> ORJSONResponse:
+    payment = await repository.for_order(rt.engine, order_id)
+    if payment is None:
+        raise NotFound("payment for order", order_id)
+    return envelope(request, data=payment, message="payment found")

@@ -1,0 +1,5 @@
+from payment_service.settings import Settings
+from payment_service.tables import metadata
+from shared_domain.migrations import run_env
+
+run_env(metadata, Settings)

@@ -1,0 +1,18 @@
+"""Wiring: what the orchestrator consumes, stores and serves."""
+
+from saga_orchestrator import tables
+from saga_orchestrator.api import router
+from saga_orchestrator.handlers import build_handlers
+from saga_orchestrator.settings import Settings
+from shared_domain.messaging.topology import ORCHESTRATOR_EVENTS
+from shared_domain.runtime import ServiceDefinition
+
+SERVICE = ServiceDefinition(
+    name="saga_orchestrator",
+    title="Saga orchestrator",
+    settings_factory=Settings,
+    metadata=tables.metadata,
+    queue=ORCHESTRATOR_EVENTS,
+    build_handlers=build_handlers,
+    router=router,
+)

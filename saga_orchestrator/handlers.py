@@ -1,0 +1,97 @@
+"""Message handlers: open a unit of work, load the saga, let the domain decide, commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from saga_orchestrator import repository
+from saga_orchestrator.domain import REPLIES, CompensationPolicy, Outgoing, Saga
+from saga_orchestrator.settings import Settings
+from shared_domain.contracts import Envelope, MessageType, OrderCreated, utcnow
+from shared_domain.db import UnitOfWork
+from shared_domain.messaging.consumer import Handler, PermanentError
+from shared_domain.runtime import Runtime
+
+log = logging.getLogger(__name__)
+SOURCE = "saga_orchestrator"
+
+
+def _emit(uow: UnitOfWork, cause: Envelope, outgoing: list[Outgoing]) -> None:
+    for out in outgoing:
+        uow.emit(cause.follow(out.type, out.payload, SOURCE), delay=out.delay)
+
+
+def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
+    policy = CompensationPolicy(
+        max_attempts=rt.settings.compensation_max_attempts,
+        base_delay=rt.settings.compensation_retry_delay,
+    )
+
+    async def start_saga(envelope: Envelope, order: OrderCreated) -> None:
+        saga = Saga(
+            id=envelope.saga_id, order_id=envelope.order_id, order=order.model_dump(mode="json")
+        )
+        async with rt.uow() as uow:
+            if not await uow.claim(envelope):
+                log.info(
+                    "duplicate order.created %s for order %s ignored",
+                    envelope.message_id,
+                    envelope.order_id,
+                )
+                return
+            outgoing = saga.start(utcnow())
+            if not await repository.add(uow.conn, saga):
+                log.info(
+                    "saga for order %s already exists; order.created ignored", envelope.order_id
+                )
+                await uow.commit()
+                return
+            _emit(uow, envelope, outgoing)
+            await uow.commit()
+        log.info(
+            "saga %s started for order %s (total %s)", saga.id, saga.order_id, order.total_amount
+        )
+
+    async def advance(envelope: Envelope, _payload: object) -> None:
+        reply = MessageType(envelope.type)
+        async with rt.uow() as uow:
+            if not await uow.claim(envelope):
+                log.info(
+                    "duplicate %s %s for order %s ignored",
+                    reply,
+                    envelope.message_id,
+                    envelope.order_id,
+                )
+                return
+            saga = await repository.get_for_update(uow.conn, envelope.saga_id)
+            if saga is None:
+                raise PermanentError(f"{reply} refers to unknown saga {envelope.saga_id}")
+            outgoing = saga.handle(reply, envelope.payload, utcnow(), policy)
+            if outgoing is None:
+                step = REPLIES[reply][0]
+                log.info(
+                    "%s for order %s ignored: saga is %s, %s step is %s",
+                    reply,
+                    saga.order_id,
+                    saga.status,
+                    step,
+                    saga.steps[step].status,
+                )
+                await uow.commit()
+                return
+            await repository.save(uow.conn, saga)
+            _emit(uow, envelope, outgoing)
+            await uow.commit()
+        log.info(
+            "order %s: %s -> saga %s%s, next: %s",
+            saga.order_id,
+            reply,
+            saga.status,
+            f" ({saga.failure_reason})" if saga.is_terminal and saga.failure_reason else "",
+            ", ".join(o.type for o in outgoing) or "nothing",
+        )
+
+    handlers: dict[MessageType, Handler] = {MessageType.ORDER_CREATED: start_saga}
+    handlers.update({reply: advance for reply in REPLIES})
+    return handlers

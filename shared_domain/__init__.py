@@ -1,0 +1,1 @@
+"""What the services really share: wire contracts, messaging, outbox/inbox, HTTP and settings."""

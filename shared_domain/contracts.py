@@ -1,0 +1,298 @@
+"""Wire contracts: the message envelope and the payload of every message type.
+
+Commands travel on the `saga.commands` exchange, events and replies on `saga.events`;
+the routing key of a message is its type.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+COMMANDS_EXCHANGE = "saga.commands"
+EVENTS_EXCHANGE = "saga.events"
+
+# Two decimals, never a float: serialised as a JSON string so no precision is lost.
+Money = Annotated[
+    Decimal,
+    Field(max_digits=14, decimal_places=2, ge=0),
+    PlainSerializer(lambda v: f"{v:.2f}", return_type=str, when_used="json"),
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Envelope(BaseModel):
+    """Every message on the wire, commands and events alike."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: UUID = Field(default_factory=uuid4)
+    type: str
+    saga_id: UUID
+    order_id: UUID
+    correlation_id: str
+    causation_id: UUID | None = None
+    timestamp: datetime = Field(default_factory=utcnow)
+    source: str
+    attempt: int = Field(default=1, ge=1)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    def follow(
+        self, type: MessageType, payload: BaseModel | dict[str, Any], source: str
+    ) -> Envelope:
+        """A message caused by this one: same saga, order and correlation."""
+        return Envelope(
+            type=type.value,
+            saga_id=self.saga_id,
+            order_id=self.order_id,
+            correlation_id=self.correlation_id,
+            causation_id=self.message_id,
+            source=source,
+            payload=payload if isinstance(payload, dict) else payload.model_dump(mode="json"),
+        )
+
+
+# ---------------------------------------------------------------- shared parts
+
+
+class ItemLine(Contract):
+    product_id: UUID
+    quantity: int = Field(gt=0)
+    price: Money
+
+
+class Address(Contract):
+    street: str = Field(min_length=1, max_length=200)
+    city: str = Field(min_length=1, max_length=100)
+    state: str = Field(min_length=1, max_length=100)
+    zip_code: str = Field(min_length=1, max_length=20)
+    country: str = Field(min_length=1, max_length=100)
+
+
+class NotificationKind(StrEnum):
+    ORDER_CONFIRMATION = "order_confirmation"
+    ORDER_CANCELLED = "order_cancelled"
+
+
+# ---------------------------------------------------------------- order events
+
+
+class OrderCreated(Contract):
+    customer_id: UUID
+    items: list[ItemLine]
+    total_amount: Money
+    shipping_address: Address
+
+
+class OrderProcessing(Contract):
+    pass
+
+
+class OrderCompleted(Contract):
+    notification_failed: bool = False
+
+
+class OrderCancelled(Contract):
+    reason: str
+
+
+class OrderFailed(Contract):
+    reason: str
+
+
+# ---------------------------------------------------------------- payment
+
+
+class ProcessPayment(Contract):
+    customer_id: UUID
+    amount: Money
+
+
+class PaymentProcessed(Contract):
+    payment_id: UUID
+    amount: Money
+    provider_reference: str
+
+
+class PaymentFailed(Contract):
+    payment_id: UUID | None = None
+    reason: str
+
+
+class RefundPayment(Contract):
+    reason: str
+
+
+class PaymentRefunded(Contract):
+    payment_id: UUID | None = None
+    amount: Money
+
+
+class PaymentRefundFailed(Contract):
+    reason: str
+
+
+# ---------------------------------------------------------------- inventory
+
+
+class ReserveInventory(Contract):
+    items: list[ItemLine] = Field(min_length=1)
+
+
+class InventoryReserved(Contract):
+    reservation_id: UUID
+
+
+class InventoryFailed(Contract):
+    reason: str
+    product_id: UUID | None = None
+    requested: int | None = None
+    available: int | None = None
+
+
+class ReleaseInventory(Contract):
+    reason: str
+
+
+class InventoryReleased(Contract):
+    reservation_id: UUID | None = None
+
+
+class InventoryReleaseFailed(Contract):
+    reason: str
+
+
+# ---------------------------------------------------------------- shipping
+
+
+class CreateShipment(Contract):
+    items: list[ItemLine] = Field(min_length=1)
+    shipping_address: Address
+
+
+class ShipmentCreated(Contract):
+    shipment_id: UUID
+    carrier: str
+    tracking_number: str
+
+
+class ShipmentFailed(Contract):
+    reason: str
+
+
+class CancelShipment(Contract):
+    reason: str
+
+
+class ShipmentCancelled(Contract):
+    shipment_id: UUID | None = None
+
+
+class ShipmentCancelFailed(Contract):
+    reason: str
+
+
+# ---------------------------------------------------------------- notification
+
+
+class SendNotification(Contract):
+    kind: NotificationKind
+    customer_id: UUID
+    reason: str | None = None
+
+
+class NotificationSent(Contract):
+    notification_id: UUID
+    kind: NotificationKind
+    attempts: int
+
+
+class NotificationFailed(Contract):
+    kind: NotificationKind
+    reason: str
+    attempts: int
+
+
+# ---------------------------------------------------------------- registry
+
+
+class MessageType(StrEnum):
+    # commands
+    PAYMENT_PROCESS = "payment.process"
+    PAYMENT_REFUND = "payment.refund"
+    INVENTORY_RESERVE = "inventory.reserve"
+    INVENTORY_RELEASE = "inventory.release"
+    SHIPPING_CREATE = "shipping.create"
+    SHIPPING_CANCEL = "shipping.cancel"
+    NOTIFICATION_SEND = "notification.send"
+    # events and replies
+    ORDER_CREATED = "order.created"
+    ORDER_PROCESSING = "order.processing"
+    ORDER_COMPLETED = "order.completed"
+    ORDER_CANCELLED = "order.cancelled"
+    ORDER_FAILED = "order.failed"
+    PAYMENT_PROCESSED = "payment.processed"
+    PAYMENT_FAILED = "payment.failed"
+    PAYMENT_REFUNDED = "payment.refunded"
+    PAYMENT_REFUND_FAILED = "payment.refund_failed"
+    INVENTORY_RESERVED = "inventory.reserved"
+    INVENTORY_FAILED = "inventory.failed"
+    INVENTORY_RELEASED = "inventory.released"
+    INVENTORY_RELEASE_FAILED = "inventory.release_failed"
+    SHIPPING_CREATED = "shipping.created"
+    SHIPPING_FAILED = "shipping.failed"
+    SHIPPING_CANCELLED = "shipping.cancelled"
+    SHIPPING_CANCEL_FAILED = "shipping.cancel_failed"
+    NOTIFICATION_SENT = "notification.sent"
+    NOTIFICATION_FAILED = "notification.failed"
+
+
+COMMAND_PAYLOADS: dict[MessageType, type[Contract]] = {
+    MessageType.PAYMENT_PROCESS: ProcessPayment,
+    MessageType.PAYMENT_REFUND: RefundPayment,
+    MessageType.INVENTORY_RESERVE: ReserveInventory,
+    MessageType.INVENTORY_RELEASE: ReleaseInventory,
+    MessageType.SHIPPING_CREATE: CreateShipment,
+    MessageType.SHIPPING_CANCEL: CancelShipment,
+    MessageType.NOTIFICATION_SEND: SendNotification,
+}
+
+EVENT_PAYLOADS: dict[MessageType, type[Contract]] = {
+    MessageType.ORDER_CREATED: OrderCreated,
+    MessageType.ORDER_PROCESSING: OrderProcessing,
+    MessageType.ORDER_COMPLETED: OrderCompleted,
+    MessageType.ORDER_CANCELLED: OrderCancelled,
+    MessageType.ORDER_FAILED: OrderFailed,
+    MessageType.PAYMENT_PROCESSED: PaymentProcessed,
+    MessageType.PAYMENT_FAILED: PaymentFailed,
+    MessageType.PAYMENT_REFUNDED: PaymentRefunded,
+    MessageType.PAYMENT_REFUND_FAILED: PaymentRefundFailed,
+    MessageType.INVENTORY_RESERVED: InventoryReserved,
+    MessageType.INVENTORY_FAILED: InventoryFailed,
+    MessageType.INVENTORY_RELEASED: InventoryReleased,
+    MessageType.INVENTORY_RELEASE_FAILED: InventoryReleaseFailed,
+    MessageType.SHIPPING_CREATED: ShipmentCreated,
+    MessageType.SHIPPING_FAILED: ShipmentFailed,
+    MessageType.SHIPPING_CANCELLED: ShipmentCancelled,
+    MessageType.SHIPPING_CANCEL_FAILED: ShipmentCancelFailed,
+    MessageType.NOTIFICATION_SENT: NotificationSent,
+    MessageType.NOTIFICATION_FAILED: NotificationFailed,
+}
+
+PAYLOADS: dict[MessageType, type[Contract]] = {**COMMAND_PAYLOADS, **EVENT_PAYLOADS}
+
+
+def exchange_for(message_type: MessageType) -> str:
+    return COMMANDS_EXCHANGE if message_type in COMMAND_PAYLOADS else EVENTS_EXCHANGE

@@ -1,0 +1,88 @@
+"""Liveness, readiness and a detailed health check of the database and the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared_domain.http import envelope, error_response
+
+Check = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def database_check(engine: AsyncEngine, where: str) -> Check:
+    async def check() -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(2.0), engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            return {"status": "down", "target": where, "error": f"{type(exc).__name__}: {exc}"}
+        return {
+            "status": "up",
+            "target": where,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+
+    return check
+
+
+def broker_check(is_connected: Callable[[], bool], where: str) -> Check:
+    async def check() -> dict[str, Any]:
+        if is_connected():
+            return {"status": "up", "target": where}
+        return {"status": "down", "target": where, "error": "not connected"}
+
+    return check
+
+
+async def _run(checks: dict[str, Check]) -> tuple[bool, dict[str, Any]]:
+    results = await asyncio.gather(*(c() for c in checks.values()))
+    detail = dict(zip(checks, results, strict=True))
+    return all(r["status"] == "up" for r in results), detail
+
+
+def health_router(service: str, checks: Callable[[Request], dict[str, Check]]) -> APIRouter:
+    router = APIRouter(prefix="/health", tags=["health"])
+
+    @router.get("")
+    async def health(request: Request) -> ORJSONResponse:
+        healthy, detail = await _run(checks(request))
+        data = {
+            "service": service,
+            "status": "healthy" if healthy else "unhealthy",
+            "dependencies": detail,
+        }
+        if healthy:
+            return envelope(request, data=data, message=f"{service} is healthy")
+        down = ", ".join(k for k, v in detail.items() if v["status"] != "up")
+        return error_response(
+            request, 503, "service_unavailable", f"{service} is unhealthy: {down} unreachable", data
+        )
+
+    @router.get("/live")
+    async def live(request: Request) -> ORJSONResponse:
+        return envelope(
+            request, data={"service": service, "status": "alive"}, message=f"{service} is alive"
+        )
+
+    @router.get("/ready")
+    async def ready(request: Request) -> ORJSONResponse:
+        healthy, detail = await _run(checks(request))
+        data = {
+            "service": service,
+            "status": "ready" if healthy else "not_ready",
+            "dependencies": {k: v["status"] for k, v in detail.items()},
+        }
+        if healthy:
+            return envelope(request, data=data, message=f"{service} is ready")
+        return error_response(request, 503, "service_unavailable", f"{service} is not ready", data)
+
+    return router

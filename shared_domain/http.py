@@ -1,0 +1,164 @@
+"""The HTTP response envelope and error handling every service shares.
+
+Every response body is `{"success", "message", "data", "error", "timestamp", "request_id"}`
+with `error` either null or `{"code", "message", "details"}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared_domain.contracts import utcnow
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ApiResponse(BaseModel):
+    success: bool
+    message: str
+    data: Any = None
+    error: ErrorBody | None = None
+    timestamp: datetime
+    request_id: str
+
+
+class ApiError(Exception):
+    """An error the client should see: status, stable code, readable message."""
+
+    def __init__(self, status_code: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class NotFound(ApiError):
+    def __init__(self, what: str, key: Any) -> None:
+        super().__init__(404, "not_found", f"{what} {key} not found")
+
+
+def to_jsonable(data: Any) -> Any:
+    """Like FastAPI's encoder, but money stays exact: Decimal becomes a string."""
+    return jsonable_encoder(data, custom_encoder={Decimal: str})
+
+
+def request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", None) or str(uuid.uuid4())
+
+
+def envelope(
+    request: Request,
+    *,
+    data: Any = None,
+    message: str = "OK",
+    status_code: int = 200,
+    error: ErrorBody | None = None,
+    headers: dict[str, str] | None = None,
+) -> ORJSONResponse:
+    body = {
+        "success": error is None and status_code < 400,
+        "message": message,
+        "data": to_jsonable(data),
+        "error": error.model_dump() if error else None,
+        "timestamp": utcnow().isoformat(),
+        "request_id": request_id(request),
+    }
+    return ORJSONResponse(body, status_code=status_code, headers=headers)
+
+
+def error_response(
+    request: Request, status_code: int, code: str, message: str, details: Any = None
+) -> ORJSONResponse:
+    return envelope(
+        request,
+        message=message,
+        status_code=status_code,
+        error=ErrorBody(code=code, message=message, details=to_jsonable(details)),
+    )
+
+
+class RequestIdMiddleware:
+    """Takes X-Request-ID from the caller (or makes one) and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id")
+        rid = incoming.decode("latin-1")[:100] if incoming else str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    503: "service_unavailable",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> ORJSONResponse:
+        return error_response(request, exc.status_code, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        details = [
+            {
+                "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
+                "message": err.get("msg"),
+                "type": err.get("type"),
+            }
+            for err in exc.errors()
+        ]
+        summary = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details[:5])
+        return error_response(
+            request, 422, "validation_error", f"Invalid request: {summary}", details
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(request, 500, "internal_error", "Internal server error")

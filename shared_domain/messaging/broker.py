@@ -1,0 +1,112 @@
+"""One robust AMQP connection per process: a confirming publisher channel and a
+consumer channel. aio-pika's robust connection reconnects by itself and restores
+the declared topology and consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractRobustConnection,
+)
+
+from shared_domain.messaging.topology import declare_topology
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message ready for the wire (already serialised)."""
+
+    message_id: str
+    exchange: str
+    routing_key: str
+    body: bytes
+    message_type: str
+    correlation_id: str | None = None
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Broker:
+    def __init__(self, url: str, *, prefetch_count: int, app_id: str) -> None:
+        self._url = url
+        self._prefetch = prefetch_count
+        self._app_id = app_id
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._consume_channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+
+    async def connect(self) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self._url, client_properties={"connection_name": self._app_id}
+        )
+        self._publish_channel = await self._connection.channel(publisher_confirms=True)
+        await declare_topology(self._publish_channel)
+        self._consume_channel = await self._connection.channel()
+        await self._consume_channel.set_qos(prefetch_count=self._prefetch)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    @property
+    def is_connected(self) -> bool:
+        return (
+            self._connection is not None
+            and not self._connection.is_closed
+            and self._publish_channel is not None
+            and not self._publish_channel.is_closed
+        )
+
+    @property
+    def consume_channel(self) -> AbstractChannel:
+        if self._consume_channel is None:
+            raise RuntimeError("broker is not connected")
+        return self._consume_channel
+
+    async def _exchange(self, name: str) -> AbstractExchange:
+        if self._publish_channel is None:
+            raise RuntimeError("broker is not connected")
+        if name == "":
+            return self._publish_channel.default_exchange
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            exchange = await self._publish_channel.get_exchange(name, ensure=False)
+            self._exchanges[name] = exchange
+        return exchange
+
+    async def publish(self, message: OutgoingMessage, *, expiration_ms: int | None = None) -> None:
+        """Publish persistently and wait for the broker's confirm."""
+        exchange = await self._exchange(message.exchange)
+        await exchange.publish(
+            aio_pika.Message(
+                message.body,
+                message_id=message.message_id,
+                type=message.message_type,
+                correlation_id=message.correlation_id,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                app_id=self._app_id,
+                headers=dict(message.headers),
+                expiration=expiration_ms / 1000 if expiration_ms is not None else None,
+            ),
+            routing_key=message.routing_key,
+            mandatory=True,
+        )
+
+    async def publish_many(self, messages: list[OutgoingMessage]) -> None:
+        """Publish concurrently on the confirming channel; confirms arrive in batches."""
+        if len(messages) == 1:
+            await self.publish(messages[0])
+        elif messages:
+            await asyncio.gather(*(self.publish(m) for m in messages))

@@ -1,0 +1,191 @@
+"""Consuming with explicit acknowledgement tied to the outcome.
+
+- handled and committed: ack;
+- can never be processed (bad JSON, failed validation, unknown type, PermanentError):
+  republished to the dead-letter exchange with the reason in its headers, then acked,
+  so it never loops and never stops the consumer;
+- anything else is taken as transient: republished to `<queue>.retry` with an
+  exponential, jittered delay, and dead-lettered once the retries are used up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import BaseModel, ValidationError
+
+from shared_domain.contracts import PAYLOADS, Envelope, MessageType, utcnow
+from shared_domain.messaging.broker import Broker, OutgoingMessage
+from shared_domain.messaging.topology import DEAD_LETTER_EXCHANGE, QueueSpec
+from shared_domain.retry import Backoff
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope, Any], Awaitable[None]]
+
+RETRY_COUNT_HEADER = "x-retry-count"
+
+
+class PermanentError(Exception):
+    """The message can never be processed; retrying would not help."""
+
+
+class Consumer:
+    def __init__(
+        self,
+        broker: Broker,
+        spec: QueueSpec,
+        handlers: Mapping[MessageType, Handler],
+        *,
+        max_retries: int,
+        backoff: Backoff,
+        service: str,
+    ) -> None:
+        self._broker = broker
+        self._spec = spec
+        self._handlers = dict(handlers)
+        self._max_retries = max_retries
+        self._backoff = backoff
+        self._service = service
+        self._tag: str | None = None
+
+    async def start(self) -> None:
+        channel = self._broker.consume_channel
+        queue = await channel.declare_queue(
+            self._spec.name,
+            durable=True,
+            arguments={
+                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+                "x-dead-letter-routing-key": self._spec.name,
+            },
+        )
+        self._tag = await queue.consume(self.on_message, no_ack=False)
+        log.info("consuming %s (%s)", self._spec.name, ", ".join(sorted(self._handlers)))
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            envelope = Envelope.model_validate_json(message.body)
+            message_type = MessageType(envelope.type)
+            handler = self._handlers.get(message_type)
+            if handler is None:
+                raise PermanentError(f"{self._spec.name} has no handler for {envelope.type!r}")
+            payload: BaseModel = PAYLOADS[message_type].model_validate(envelope.payload)
+        except (ValidationError, ValueError, PermanentError) as exc:
+            await self._dead_letter(message, "invalid_message", _describe(exc))
+            return
+
+        try:
+            await handler(envelope, payload)
+        except PermanentError as exc:
+            await self._dead_letter(message, "rejected", str(exc), envelope)
+            return
+        except Exception as exc:
+            await self._retry_or_dead_letter(message, exc, envelope)
+            return
+        await _settle(message.ack())
+
+    async def _retry_or_dead_letter(
+        self, message: AbstractIncomingMessage, exc: Exception, envelope: Envelope
+    ) -> None:
+        raw = (message.headers or {}).get(RETRY_COUNT_HEADER)
+        retries = raw if isinstance(raw, int) else 0
+        error = _describe(exc)
+        if retries >= self._max_retries:
+            log.error(
+                "%s for order %s failed %d times, dead-lettering: %s",
+                envelope.type,
+                envelope.order_id,
+                retries + 1,
+                error,
+            )
+            await self._dead_letter(message, "retries_exhausted", error, envelope)
+            return
+        delay = self._backoff.delay(retries)
+        log.warning(
+            "%s for order %s failed (%s); retry %d/%d in %.2fs",
+            envelope.type,
+            envelope.order_id,
+            error,
+            retries + 1,
+            self._max_retries,
+            delay,
+        )
+        headers = dict(message.headers or {})
+        headers[RETRY_COUNT_HEADER] = retries + 1
+        headers["x-last-error"] = error[:500]
+        try:
+            await self._broker.publish(
+                _copy(message, "", self._spec.retry, headers),
+                expiration_ms=max(1, int(delay * 1000)),
+            )
+        except Exception as publish_exc:
+            log.error("could not schedule retry, requeueing: %s", publish_exc)
+            await _settle(message.nack(requeue=True))
+            return
+        await _settle(message.ack())
+
+    async def _dead_letter(
+        self,
+        message: AbstractIncomingMessage,
+        reason: str,
+        error: str,
+        envelope: Envelope | None = None,
+    ) -> None:
+        what = f"{envelope.type} for order {envelope.order_id}" if envelope else "message"
+        log.error("dead-lettering %s from %s (%s): %s", what, self._spec.name, reason, error)
+        headers = dict(message.headers or {})
+        headers.update(
+            {
+                "x-dead-letter-reason": reason,
+                "x-error": error[:1000],
+                "x-original-exchange": message.exchange or "",
+                "x-original-routing-key": message.routing_key or "",
+                "x-dead-lettered-by": self._service,
+                "x-dead-lettered-at": utcnow().isoformat(),
+            }
+        )
+        try:
+            await self._broker.publish(
+                _copy(message, DEAD_LETTER_EXCHANGE, self._spec.name, headers)
+            )
+        except Exception as exc:
+            # The queue's own dead-letter exchange still catches it, without our reason.
+            log.error("could not publish dead letter, rejecting instead: %s", exc)
+            await _settle(message.reject(requeue=False))
+            return
+        await _settle(message.ack())
+
+
+def _copy(
+    message: AbstractIncomingMessage, exchange: str, routing_key: str, headers: dict[str, Any]
+) -> OutgoingMessage:
+    return OutgoingMessage(
+        message_id=message.message_id or "",
+        exchange=exchange,
+        routing_key=routing_key,
+        body=message.body,
+        message_type=message.type or "",
+        correlation_id=message.correlation_id,
+        headers=headers,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in exc.errors()
+        ]
+        return f"validation failed: {'; '.join(parts)}"[:1000]
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+async def _settle(action: Awaitable[None]) -> None:
+    """Ack/nack on a channel that died in the meantime: the broker redelivers the message
+    and idempotency makes that harmless, so log and move on."""
+    try:
+        await action
+    except Exception as exc:
+        log.warning("could not settle message (it will be redelivered): %s", exc)

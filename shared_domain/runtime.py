@@ -1,0 +1,242 @@
+"""The process shape every service shares: settings, pre-start (database, migrations,
+seed), the FastAPI app with its lifespan (broker, consumer, outbox sweep), and `main`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Generic, TypeVar
+
+import asyncpg
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import ORJSONResponse
+from pydantic import ValidationError
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared_domain import migrations
+from shared_domain.db import UnitOfWork, create_engine
+from shared_domain.health import broker_check, database_check, health_router
+from shared_domain.http import RequestIdMiddleware, install_error_handlers
+from shared_domain.logs import configure_logging
+from shared_domain.messaging.broker import Broker
+from shared_domain.messaging.consumer import Consumer, Handler
+from shared_domain.messaging.topology import QueueSpec
+from shared_domain.outbox import OutboxRelay
+from shared_domain.retry import Backoff, startup_retrying
+from shared_domain.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+@dataclass(frozen=True)
+class ServiceDefinition(Generic[S]):
+    name: str
+    title: str
+    settings_factory: Callable[[], S]
+    metadata: MetaData
+    queue: QueueSpec
+    build_handlers: Callable[[Runtime[S]], Mapping[Any, Handler]]
+    router: APIRouter
+    seed: Callable[[AsyncConnection], Awaitable[None]] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Runtime(Generic[S]):
+    """What a running service holds: its settings, engine, broker, relay and consumer."""
+
+    def __init__(self, definition: ServiceDefinition[S], settings: S) -> None:
+        self.definition = definition
+        self.name = definition.name
+        self.settings = settings
+        self.engine: AsyncEngine = create_engine(settings)
+        self.broker = Broker(
+            settings.amqp_url, prefetch_count=settings.prefetch_count, app_id=definition.name
+        )
+        self.outbox_table = definition.metadata.tables["outbox"]
+        self.inbox_table = definition.metadata.tables["inbox"]
+        self.relay = OutboxRelay(
+            self.engine,
+            self.broker,
+            self.outbox_table,
+            sweep_interval=settings.outbox_sweep_interval,
+        )
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    def on_stop(self, closer: Callable[[], Awaitable[None]]) -> None:
+        self._closers.append(closer)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(
+            self.engine,
+            self.relay,
+            self.outbox_table,
+            self.inbox_table,
+            self.settings.outbox_grace_period,
+        )
+
+    async def start(self) -> None:
+        s = self.settings
+        try:
+            async for attempt in startup_retrying(s.startup_timeout):
+                with attempt:
+                    await self.broker.connect()
+        except Exception as exc:
+            raise SystemExit(
+                f"{self.name}: cannot reach RabbitMQ at {s.amqp_display}: {exc}. "
+                "Start it (e.g. `rabbitmq-server -detached`) or set RABBITMQ_HOST/RABBITMQ_PORT."
+            ) from exc
+        consumer = Consumer(
+            self.broker,
+            self.definition.queue,
+            self.definition.build_handlers(self),
+            max_retries=s.message_max_retries,
+            backoff=Backoff(s.retry_base_delay, s.retry_max_delay),
+            service=self.name,
+        )
+        await consumer.start()
+        self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="outbox-sweep"))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, timeout=5)
+        await self.broker.close()
+        for closer in self._closers:
+            with contextlib.suppress(Exception):
+                await closer()
+        await self.engine.dispose()
+
+
+def get_runtime(request: Request) -> Runtime[Any]:
+    runtime: Runtime[Any] = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime[Any], Depends(get_runtime)]
+
+
+def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(definition, settings)
+        await runtime.start()
+        app.state.runtime = runtime
+        log.info("%s listening on %s:%d", definition.name, settings.host, settings.port)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=definition.title, lifespan=lifespan, default_response_class=ORJSONResponse)
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+
+    def checks(request: Request) -> dict[str, Any]:
+        runtime = get_runtime(request)
+        return {
+            "database": database_check(runtime.engine, settings.db_display),
+            "rabbitmq": broker_check(lambda: runtime.broker.is_connected, settings.amqp_display),
+        }
+
+    app.include_router(health_router(definition.name, checks), prefix="/api/v1")
+    app.include_router(definition.router, prefix="/api/v1")
+    return app
+
+
+def load_settings(definition: ServiceDefinition[S]) -> S:
+    try:
+        return definition.settings_factory()
+    except ValidationError as exc:
+        lines = [f"{definition.name}: invalid configuration, refusing to start:"]
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"  {name}={err.get('input')!r}: {err['msg']}")
+        raise SystemExit("\n".join(lines)) from None
+
+
+async def ensure_database(settings: ServiceSettings) -> None:
+    """Wait for PostgreSQL, and create this service's database if it is missing."""
+    where = f"{settings.db_host}:{settings.db_port}"
+
+    async def connect(database: str) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            host=settings.db_host,
+            port=settings.db_port,
+            user=settings.db_user,
+            password=settings.db_password,
+            database=database,
+            timeout=5,
+        )
+
+    try:
+        async for attempt in startup_retrying(
+            settings.startup_timeout, OSError, asyncpg.CannotConnectNowError, TimeoutError
+        ):
+            with attempt:
+                try:
+                    conn = await connect(settings.db_name)
+                except asyncpg.InvalidCatalogNameError:
+                    admin = await connect("postgres")
+                    try:
+                        await admin.execute(f'CREATE DATABASE "{settings.db_name}"')
+                        log.info("created database %s", settings.db_name)
+                    except asyncpg.DuplicateDatabaseError:
+                        pass
+                    finally:
+                        await admin.close()
+                    conn = await connect(settings.db_name)
+                await conn.close()
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise SystemExit(
+            f"cannot reach PostgreSQL database {settings.db_name!r} at {where} as "
+            f"{settings.db_user!r}: {exc}. Start PostgreSQL (e.g. `pg_ctlcluster 15 main "
+            "start` or `docker compose up -d postgres`) or set DB_HOST/DB_PORT/DB_USER."
+        ) from exc
+
+
+async def seed(definition: ServiceDefinition[Any], settings: ServiceSettings) -> None:
+    if definition.seed is None:
+        return
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            await definition.seed(conn)
+    finally:
+        await engine.dispose()
+
+
+def prestart(definition: ServiceDefinition[Any], settings: ServiceSettings) -> None:
+    asyncio.run(ensure_database(settings))
+    migrations.upgrade(definition.name, settings.database_url())
+    log.info("%s: database %s migrated", definition.name, settings.db_display)
+    asyncio.run(seed(definition, settings))
+
+
+def main(definition: ServiceDefinition[Any]) -> None:
+    settings = load_settings(definition)
+    configure_logging(definition.name, settings.log_level)
+    try:
+        prestart(definition, settings)
+    except SystemExit as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    uvicorn.run(
+        create_app(definition, settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,89 @@
+"""Base settings every service extends: database, broker and messaging knobs.
+
+Values come from the environment and an optional `.env` file. Bad values refuse to
+start with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL
+
+
+def failure_rate_field(env: str) -> float:
+    """A chaos knob: probability in [0.0, 1.0] that an operation is made to fail."""
+    return Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        validation_alias=env,
+        description=f"{env}: probability (0.0-1.0) that the operation fails",
+    )
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    db_host: str = Field("127.0.0.1", validation_alias="DB_HOST")
+    db_port: int = Field(5432, ge=1, le=65535, validation_alias="DB_PORT")
+    db_user: str = Field("postgres", validation_alias="DB_USER")
+    db_password: str = Field("postgres", validation_alias="DB_PASSWORD")
+    db_name: str = Field("postgres", validation_alias="DB_NAME")
+    db_pool_size: int = Field(10, ge=1, le=200, validation_alias="DB_POOL_SIZE")
+
+    rabbitmq_host: str = Field("127.0.0.1", validation_alias="RABBITMQ_HOST")
+    rabbitmq_port: int = Field(5672, ge=1, le=65535, validation_alias="RABBITMQ_PORT")
+    rabbitmq_username: str = Field("guest", validation_alias="RABBITMQ_USERNAME")
+    rabbitmq_password: str = Field("guest", validation_alias="RABBITMQ_PASSWORD")
+    rabbitmq_vhost: str = Field("/", validation_alias="RABBITMQ_VHOST")
+    prefetch_count: int = Field(64, ge=1, le=10_000, validation_alias="PREFETCH_COUNT")
+
+    host: str = Field("0.0.0.0", validation_alias="HOST")
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+
+    # A message whose handler fails for a transient reason is retried this many times,
+    # with exponential backoff starting at retry_base_delay, then dead-lettered.
+    message_max_retries: int = Field(5, ge=0, le=50, validation_alias="MESSAGE_MAX_RETRIES")
+    retry_base_delay: float = Field(0.2, gt=0, le=60, validation_alias="RETRY_BASE_DELAY")
+    retry_max_delay: float = Field(10.0, gt=0, le=3600, validation_alias="RETRY_MAX_DELAY")
+
+    # The outbox sweep publishes whatever the post-commit fast path left behind.
+    outbox_sweep_interval: float = Field(0.5, gt=0, le=60, validation_alias="OUTBOX_SWEEP_INTERVAL")
+    outbox_grace_period: float = Field(2.0, ge=0, le=600, validation_alias="OUTBOX_GRACE_PERIOD")
+
+    startup_timeout: float = Field(60.0, gt=0, validation_alias="STARTUP_TIMEOUT")
+
+    def database_url(self, database: str | None = None) -> URL:
+        return URL.create(
+            "postgresql+asyncpg",
+            username=self.db_user,
+            password=self.db_password,
+            host=self.db_host,
+            port=self.db_port,
+            database=database or self.db_name,
+        )
+
+    @property
+    def amqp_url(self) -> str:
+        from urllib.parse import quote
+
+        return (
+            f"amqp://{quote(self.rabbitmq_username, safe='')}:"
+            f"{quote(self.rabbitmq_password, safe='')}@{self.rabbitmq_host}:"
+            f"{self.rabbitmq_port}/{quote(self.rabbitmq_vhost, safe='')}"
+        )
+
+    @property
+    def amqp_display(self) -> str:
+        return f"{self.rabbitmq_host}:{self.rabbitmq_port} vhost {self.rabbitmq_vhost!r}"
+
+    @property
+    def db_display(self) -> str:
+        return f"{self.db_host}:{self.db_port}/{self.db_name}"

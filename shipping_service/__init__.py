@@ -1,0 +1,1 @@
+"""Shipping service: books a shipment with a carrier for each order."""

@@ -1,0 +1,4 @@
+from shared_domain.runtime import main
+from shipping_service.app import SERVICE
+
+main(SERVICE)

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse
+
+from shared_domain.http import NotFound, envelope
+from shared_domain.runtime import RuntimeDep
+from shipping_service import repository
+
+router = APIRouter(tags=["shipments"])
+
+
+@router.get("/orders/{order_id}/shipment")
+async def get_shipment(order_id: UUID, request: Request, rt: RuntimeDep) -> ORJSONResponse:
+    shipment = await repository.for_order(rt.engine, order_id)
+    if shipment is None:
+        raise NotFound("shipment for order", order_id)
+    return envelope(request, data=shipment, message="shipment found")
