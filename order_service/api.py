@@ -4,11 +4,10 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import ORJSONResponse
 
 from order_service import repository, services
 from order_service.schemas import PlaceOrder
-from shared_domain.http import ApiError, NotFound, envelope, request_id
+from shared_domain.http import ApiError, JsonResponse, NotFound, envelope, request_id
 from shared_domain.runtime import RuntimeDep
 
 router = APIRouter(tags=["orders"])
@@ -20,7 +19,7 @@ async def place_order(
     request: Request,
     rt: RuntimeDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> ORJSONResponse:
+) -> JsonResponse:
     try:
         order, created = await services.place_order(rt, body, idempotency_key, request_id(request))
     except services.IdempotencyConflict as exc:
@@ -39,7 +38,7 @@ async def place_order(
 
 
 @router.get("/orders/{order_id}")
-async def get_order(order_id: UUID, request: Request, rt: RuntimeDep) -> ORJSONResponse:
+async def get_order(order_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
     order = await repository.order_with_history(rt.engine, order_id)
     if order is None:
         raise NotFound("order", order_id)
@@ -53,7 +52,7 @@ async def customer_orders(
     rt: RuntimeDep,
     page: int = Query(1, ge=1),
     page_size: int = Query(20, ge=1, le=100),
-) -> ORJSONResponse:
+) -> JsonResponse:
     items, total = await repository.customer_orders(
         rt.engine, customer_id, page_size, (page - 1) * page_size
     )

@@ -3,17 +3,16 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
 
 from payment_service import repository
-from shared_domain.http import NotFound, envelope
+from shared_domain.http import JsonResponse, NotFound, envelope
 from shared_domain.runtime import RuntimeDep
 
 router = APIRouter(tags=["payments"])
 
 
 @router.get("/orders/{order_id}/payment")
-async def get_payment(order_id: UUID, request: Request, rt: RuntimeDep) -> ORJSONResponse:
+async def get_payment(order_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
     payment = await repository.for_order(rt.engine, order_id)
     if payment is None:
         raise NotFound("payment for order", order_id)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import ORJSONResponse
 
 from saga_orchestrator import repository
 from saga_orchestrator.domain import SagaStatus
-from shared_domain.http import NotFound, envelope
+from shared_domain.http import JsonResponse, NotFound, envelope
 from shared_domain.runtime import RuntimeDep
 
 router = APIRouter(tags=["sagas"])
@@ -22,7 +21,7 @@ async def list_sagas(
     status: SagaStatus | None = None,
     page: int = Query(1, ge=1),
     page_size: int = Query(20, ge=1, le=200),
-) -> ORJSONResponse:
+) -> JsonResponse:
     items, total = await repository.list_sagas(
         rt.engine, status.value if status else None, page_size, (page - 1) * page_size
     )
@@ -34,7 +33,7 @@ async def list_sagas(
 
 
 @router.get("/sagas/{saga_id}")
-async def get_saga(saga_id: UUID, request: Request, rt: RuntimeDep) -> ORJSONResponse:
+async def get_saga(saga_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
     saga = await repository.get_saga(rt.engine, saga_id)
     if saga is None:
         raise NotFound("saga", saga_id)

@@ -87,7 +87,7 @@ class UnitOfWork:
         await self.conn.commit()
         self.committed = True
         if self._relay is not None and self._staged:
-            await self._relay.publish_committed(self._staged)
+            await self._relay.publish_committed(self._staged, self.conn)
 
     @property
     def emitted_ids(self) -> list[UUID]:

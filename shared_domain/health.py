@@ -8,11 +8,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared_domain.http import envelope, error_response
+from shared_domain.http import JsonResponse, envelope, error_response
 
 Check = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -53,7 +52,7 @@ def health_router(service: str, checks: Callable[[Request], dict[str, Check]]) -
     router = APIRouter(prefix="/health", tags=["health"])
 
     @router.get("")
-    async def health(request: Request) -> ORJSONResponse:
+    async def health(request: Request) -> JsonResponse:
         healthy, detail = await _run(checks(request))
         data = {
             "service": service,
@@ -68,13 +67,13 @@ def health_router(service: str, checks: Callable[[Request], dict[str, Check]]) -
         )
 
     @router.get("/live")
-    async def live(request: Request) -> ORJSONResponse:
+    async def live(request: Request) -> JsonResponse:
         return envelope(
             request, data={"service": service, "status": "alive"}, message=f"{service} is alive"
         )
 
     @router.get("/ready")
-    async def ready(request: Request) -> ORJSONResponse:
+    async def ready(request: Request) -> JsonResponse:
         healthy, detail = await _run(checks(request))
         data = {
             "service": service,

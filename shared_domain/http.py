@@ -12,10 +12,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,6 +26,13 @@ from shared_domain.contracts import utcnow
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class JsonResponse(JSONResponse):
+    """JSON rendered by orjson: fast, and UTC datetimes keep their offset."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 class ErrorBody(BaseModel):
@@ -75,7 +83,7 @@ def envelope(
     status_code: int = 200,
     error: ErrorBody | None = None,
     headers: dict[str, str] | None = None,
-) -> ORJSONResponse:
+) -> JsonResponse:
     body = {
         "success": error is None and status_code < 400,
         "message": message,
@@ -84,12 +92,12 @@ def envelope(
         "timestamp": utcnow().isoformat(),
         "request_id": request_id(request),
     }
-    return ORJSONResponse(body, status_code=status_code, headers=headers)
+    return JsonResponse(body, status_code=status_code, headers=headers)
 
 
 def error_response(
     request: Request, status_code: int, code: str, message: str, details: Any = None
-) -> ORJSONResponse:
+) -> JsonResponse:
     return envelope(
         request,
         message=message,
@@ -135,11 +143,11 @@ _HTTP_CODES = {
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> ORJSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JsonResponse:
         return error_response(request, exc.status_code, exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JsonResponse:
         details = [
             {
                 "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
@@ -154,11 +162,11 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JsonResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(request, exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JsonResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(request, 500, "internal_error", "Internal server error")

@@ -32,7 +32,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared_domain.contracts import Envelope, MessageType, exchange_for
 from shared_domain.messaging.broker import Broker, OutgoingMessage
@@ -110,19 +110,19 @@ class OutboxRelay:
         self._interval = sweep_interval
         self._batch = batch_size
 
-    async def publish_committed(self, staged: list[StagedMessage]) -> None:
-        """Fast path, right after the commit. On any failure the rows stay for the sweep."""
+    async def publish_committed(self, staged: list[StagedMessage], conn: AsyncConnection) -> None:
+        """Fast path, right after the commit, on the committing connection (taking a second
+        one from the pool while holding the first could starve the pool under load).
+        On any failure the rows stay for the sweep."""
         now_ready = [s.message for s in staged if not s.delayed]
         if not now_ready:
             return
         try:
             await self._broker.publish_many(now_ready)
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    delete(self._table).where(
-                        self._table.c.id.in_([m.message_id for m in now_ready])
-                    )
-                )
+            await conn.execute(
+                delete(self._table).where(self._table.c.id.in_([m.message_id for m in now_ready]))
+            )
+            await conn.commit()
         except Exception as exc:  # the sweep will publish what is left
             log.warning(
                 "outbox fast path failed, leaving %d message(s) to the sweep: %s",

@@ -10,7 +10,8 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 
@@ -30,7 +31,7 @@ def startup_retrying(timeout: float, *errors: type[BaseException]) -> AsyncRetry
     """Waiting for a dependency at start-up: keep trying until `timeout` seconds pass."""
     return AsyncRetrying(
         retry=retry_if_exception_type(errors or (Exception,)),
-        wait=wait_exponential_jitter(initial=0.2, max=3.0),
+        wait=wait_exponential(multiplier=0.2, max=3.0) + wait_random(0, 0.2),
         stop=stop_after_delay(timeout),
         reraise=True,
     )
@@ -40,7 +41,7 @@ def call_retrying(attempts: int, base: float, *errors: type[BaseException]) -> A
     """An outbound call (provider, carrier, mail server): a few quick tries with backoff."""
     return AsyncRetrying(
         retry=retry_if_exception_type(errors or (Exception,)),
-        wait=wait_exponential_jitter(initial=base, max=base * 16),
+        wait=wait_exponential(multiplier=base, max=base * 16) + wait_random(0, base),
         stop=stop_after_attempt(attempts),
         reraise=True,
     )

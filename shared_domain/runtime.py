@@ -14,7 +14,6 @@ from typing import Annotated, Any, Generic, TypeVar
 import asyncpg
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import ORJSONResponse
 from pydantic import ValidationError
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -22,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared_domain import migrations
 from shared_domain.db import UnitOfWork, create_engine
 from shared_domain.health import broker_check, database_check, health_router
-from shared_domain.http import RequestIdMiddleware, install_error_handlers
+from shared_domain.http import JsonResponse, RequestIdMiddleware, install_error_handlers
 from shared_domain.logs import configure_logging
 from shared_domain.messaging.broker import Broker
 from shared_domain.messaging.consumer import Consumer, Handler
@@ -138,7 +137,7 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=definition.title, lifespan=lifespan, default_response_class=ORJSONResponse)
+    app = FastAPI(title=definition.title, lifespan=lifespan, default_response_class=JsonResponse)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
 

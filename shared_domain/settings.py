@@ -27,7 +27,6 @@ class ServiceSettings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
-        populate_by_name=True,
     )
 
     db_host: str = Field("127.0.0.1", validation_alias="DB_HOST")

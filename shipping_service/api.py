@@ -3,9 +3,8 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
 
-from shared_domain.http import NotFound, envelope
+from shared_domain.http import JsonResponse, NotFound, envelope
 from shared_domain.runtime import RuntimeDep
 from shipping_service import repository
 
@@ -13,7 +12,7 @@ router = APIRouter(tags=["shipments"])
 
 
 @router.get("/orders/{order_id}/shipment")
-async def get_shipment(order_id: UUID, request: Request, rt: RuntimeDep) -> ORJSONResponse:
+async def get_shipment(order_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
     shipment = await repository.for_order(rt.engine, order_id)
     if shipment is None:
         raise NotFound("shipment for order", order_id)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pydantic import BaseModel, ValidationError
 
 from shared_domain.contracts import PAYLOADS, Envelope, MessageType, utcnow
@@ -51,6 +51,7 @@ class Consumer:
         self._backoff = backoff
         self._service = service
         self._tag: str | None = None
+        self._queue: AbstractQueue | None = None
 
     async def start(self) -> None:
         channel = self._broker.consume_channel
@@ -62,8 +63,14 @@ class Consumer:
                 "x-dead-letter-routing-key": self._spec.name,
             },
         )
+        self._queue = queue
         self._tag = await queue.consume(self.on_message, no_ack=False)
         log.info("consuming %s (%s)", self._spec.name, ", ".join(sorted(self._handlers)))
+
+    async def stop(self) -> None:
+        if self._queue is not None and self._tag is not None:
+            await self._queue.cancel(self._tag)
+            self._tag = None
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         try:

@@ -1,0 +1,39 @@
+# make run    start all six services locally (installs into .venv on first use)
+# make test   lint, type-check and run the whole test suite against the local
+#             PostgreSQL and RabbitMQ (isolated: own vhost and database names)
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dev-installed
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+
+.PHONY: run test lint unit integration e2e clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run:
+	bash scripts/run-local.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+test: lint
+	$(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+integration: $(STAMP)
+	$(PY) -m pytest -m integration
+
+e2e: $(STAMP)
+	$(PY) -m pytest -m e2e
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,270 @@
+"""Run the whole stack on this machine, in the foreground, until Ctrl-C.
+
+    python -m scripts.run_local [--services NAME ...] [--env KEY=VALUE ...]
+
+Checks that PostgreSQL and RabbitMQ are reachable (same settings as the services: the
+environment, then `.env`, then the defaults), starts the services, waits until every one is
+healthy, prints where each listens, then streams their logs prefixed with `[service] `.
+Ctrl-C (SIGINT) or SIGTERM stops everything and exits 0; a service that dies on its own
+stops the rest and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+
+import aio_pika
+import asyncpg
+from dotenv import dotenv_values
+from pydantic import ValidationError
+
+from scripts.stack import (
+    DEFAULT_PORTS,
+    HEALTH_PATH,
+    PORT_ENV,
+    REPO_ROOT,
+    SERVICES,
+    Stack,
+    StackError,
+    describe_exit,
+)
+from shared_domain.settings import ServiceSettings
+
+CHECK_TIMEOUT = 3.0
+START_TIMEOUT = 120.0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="run-local",
+        description="Start the order saga services locally and stream their logs until Ctrl-C.",
+    )
+    parser.add_argument(
+        "--services",
+        nargs="+",
+        choices=SERVICES,
+        default=list(SERVICES),
+        metavar="NAME",
+        help=f"start only these services (default: all of {', '.join(SERVICES)})",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for every service, repeatable (e.g. PAYMENT_FAILURE_RATE=1)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=START_TIMEOUT,
+        help=f"seconds to wait for every service to be healthy (default {START_TIMEOUT:g})",
+    )
+    args = parser.parse_args(argv)
+    extra: dict[str, str] = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            parser.error(f"--env expects KEY=VALUE, got {item!r}")
+        extra[key.strip()] = value
+    args.extra_env = extra
+    # Keep the documented order whatever order they were given in.
+    args.services = [s for s in SERVICES if s in args.services]
+    return args
+
+
+def service_ports(extra: Mapping[str, str]) -> dict[str, int]:
+    """Each service's port: --env, then the environment, then `.env`, then the default."""
+    dotenv = {k: v for k, v in dotenv_values(REPO_ROOT / ".env").items() if v is not None}
+    ports: dict[str, int] = {}
+    for service in SERVICES:
+        var = PORT_ENV[service]
+        raw = extra.get(var) or os.environ.get(var) or dotenv.get(var)
+        try:
+            ports[service] = int(raw) if raw else DEFAULT_PORTS[service]
+        except ValueError:
+            raise SystemExit(f"{var}={raw!r} is not a port number") from None
+    return ports
+
+
+async def check_postgres(settings: ServiceSettings) -> str | None:
+    """None when PostgreSQL answers, else what is wrong."""
+    try:
+        conn = await asyncio.wait_for(
+            asyncpg.connect(
+                host=settings.db_host,
+                port=settings.db_port,
+                user=settings.db_user,
+                password=settings.db_password,
+                database="postgres",
+                timeout=CHECK_TIMEOUT,
+            ),
+            CHECK_TIMEOUT + 0.5,
+        )
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    await conn.close()
+    return None
+
+
+async def check_rabbitmq(settings: ServiceSettings) -> str | None:
+    """None when RabbitMQ answers, else what is wrong."""
+    # The client logs each failed attempt itself; the report below says it once.
+    for name in ("aiormq", "aio_pika"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        conn = await asyncio.wait_for(
+            aio_pika.connect(settings.amqp_url, timeout=CHECK_TIMEOUT), CHECK_TIMEOUT + 0.5
+        )
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    await conn.close()
+    return None
+
+
+def report_unreachable(
+    settings: ServiceSettings, pg_error: str | None, mq_error: str | None
+) -> None:
+    out = sys.stderr
+    if pg_error is not None:
+        print(
+            f"PostgreSQL is not reachable at {settings.db_host}:{settings.db_port} "
+            f"as user {settings.db_user!r} (database 'postgres'):\n  {pg_error}\n"
+            "Start it with one of:\n"
+            "  pg_ctlcluster <version> main start      (Debian/Ubuntu cluster, e.g. 15)\n"
+            "  sudo systemctl start postgresql\n"
+            "  docker compose up -d postgres\n"
+            "or point DB_HOST / DB_PORT / DB_USER / DB_PASSWORD (environment or .env) at it.\n",
+            file=out,
+        )
+    if mq_error is not None:
+        print(
+            f"RabbitMQ is not reachable at {settings.rabbitmq_host}:{settings.rabbitmq_port} "
+            f"as user {settings.rabbitmq_username!r}, vhost {settings.rabbitmq_vhost!r}:\n"
+            f"  {mq_error}\n"
+            "Start it with one of:\n"
+            "  rabbitmq-server -detached\n"
+            "  docker compose up -d rabbitmq\n"
+            "or point RABBITMQ_HOST / RABBITMQ_PORT / RABBITMQ_USERNAME / RABBITMQ_PASSWORD / "
+            "RABBITMQ_VHOST (environment or .env) at it.",
+            file=out,
+        )
+        if settings.rabbitmq_vhost != "/":
+            vhost, user = settings.rabbitmq_vhost, settings.rabbitmq_username
+            print(
+                f"If RabbitMQ is up, the vhost {vhost!r} may be missing or {user!r} may lack "
+                f"permissions on it:\n  rabbitmqctl add_vhost {vhost}\n"
+                f'  rabbitmqctl set_permissions -p {vhost} {user} ".*" ".*" ".*"\n',
+                file=out,
+            )
+
+
+def print_table(stack: Stack, services: Sequence[str], settings: ServiceSettings) -> None:
+    rows = [("SERVICE", "URL", "HEALTH")]
+    rows += [(s, stack.url(s), stack.url(s) + HEALTH_PATH) for s in services]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append(
+        f"RabbitMQ management UI: http://{settings.rabbitmq_host}:15672 "
+        f"(vhost {settings.rabbitmq_vhost!r})"
+    )
+    lines.append(f"PostgreSQL: {settings.db_host}:{settings.db_port} as {settings.db_user!r}")
+    lines.append("All services healthy. Streaming logs; press Ctrl-C to stop.")
+    rule = "=" * max(len(line) for line in lines)
+    print("\n".join(["", rule, *lines, rule, ""]), flush=True)
+
+
+async def run(args: argparse.Namespace) -> int:
+    # Settings as the services read them: the environment (with --env over it), then .env.
+    os.environ.update(args.extra_env)
+    try:
+        settings = ServiceSettings(_env_file=REPO_ROOT / ".env")
+    except ValidationError as exc:
+        print(f"invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+
+    pg_error, mq_error = await asyncio.gather(check_postgres(settings), check_rabbitmq(settings))
+    if pg_error is not None or mq_error is not None:
+        report_unreachable(settings, pg_error, mq_error)
+        return 1
+
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    stack = Stack(env=args.extra_env, ports=service_ports(args.extra_env), echo=True)
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop_requested.is_set():
+            print(f"\n{sig.name} again: killing the services now.", flush=True)
+            for service in stack.services:
+                stack.kill(service)
+            return
+        print(f"\n{sig.name} received: stopping the services...", flush=True)
+        stop_requested.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    stopper = asyncio.create_task(stop_requested.wait())
+    try:
+        print(f"Starting {', '.join(args.services)} ...", flush=True)
+        starter = asyncio.create_task(stack.start(args.services, timeout=args.timeout))
+        await asyncio.wait({stopper, starter}, return_when=asyncio.FIRST_COMPLETED)
+        if not starter.done():  # stopped while starting
+            starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StackError):
+                await starter
+            return 0
+        try:
+            starter.result()
+        except StackError as exc:
+            if stop_requested.is_set():  # a service was interrupted by the same Ctrl-C
+                return 0
+            print(f"\nFailed to start: {exc}", file=sys.stderr, flush=True)
+            return 1
+
+        print_table(stack, args.services, settings)
+
+        watcher = asyncio.create_task(stack.wait_exit())
+        await asyncio.wait({stopper, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not stop_requested.is_set():
+            # The same Ctrl-C reaches the services too; give our own handler a moment.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_requested.wait(), 0.5)
+        if stop_requested.is_set():
+            watcher.cancel()
+            return 0
+        service, returncode = watcher.result()
+        print(
+            f"\n*** {service} {describe_exit(returncode)} unexpectedly; "
+            "stopping the other services. ***",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    finally:
+        stopper.cancel()
+        await stack.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        print("All services stopped.", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

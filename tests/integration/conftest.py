@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from payment_service.app import SERVICE as PAYMENT
+from payment_service.settings import Settings as PaymentSettings
+from shared_domain import migrations
+from shared_domain.db import create_engine
+from shared_domain.runtime import Runtime, ServiceDefinition, ensure_database, seed
+from shared_domain.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Captured:
+    """Messages that reached a throw-away queue bound to an exchange."""
+
+    messages: asyncio.Queue[AbstractIncomingMessage]
+
+    async def next(self, timeout: float = 5.0) -> AbstractIncomingMessage:
+        return await asyncio.wait_for(self.messages.get(), timeout)
+
+    async def next_json(self, timeout: float = 5.0) -> dict[str, Any]:
+        return json.loads((await self.next(timeout)).body)
+
+    async def nothing_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self.messages.get(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+
+@pytest.fixture
+async def amqp(vhost: str) -> AsyncIterator[AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def channel(amqp: AbstractRobustConnection) -> AsyncIterator[AbstractChannel]:
+    ch = await amqp.channel()
+    yield ch
+    await ch.close()
+
+
+async def capture(channel: AbstractChannel, exchange: str, key: str = "#") -> Captured:
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(exchange, routing_key=key)
+    captured = Captured(asyncio.Queue())
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        await message.ack()
+        await captured.messages.put(message)
+
+    await queue.consume(on_message)
+    return captured
+
+
+async def open_runtime(
+    definition: ServiceDefinition[Any],
+    settings_cls: type[ServiceSettings],
+    vhost: str,
+    db_prefix: str,
+    **overrides: Any,
+) -> Runtime[Any]:
+    """A service runtime on its own freshly emptied database, broker connected, no consumer."""
+    settings = settings_cls(
+        DB_NAME=f"{db_prefix}{definition.name}",
+        RABBITMQ_VHOST=vhost,
+        OUTBOX_GRACE_PERIOD=0.3,
+        OUTBOX_SWEEP_INTERVAL=0.1,
+        RETRY_BASE_DELAY=0.05,
+        MESSAGE_MAX_RETRIES=2,
+        **overrides,
+    )
+    await ensure_database(settings)
+    await asyncio.to_thread(migrations.upgrade, definition.name, settings.database_url())
+    async with create_engine(settings).begin() as conn:
+        tables = ", ".join(t.name for t in definition.metadata.sorted_tables)
+        await conn.exec_driver_sql(f"TRUNCATE {tables} CASCADE")
+    await seed(definition, settings)
+    rt = Runtime(definition, settings)
+    await rt.broker.connect()
+    return rt
+
+
+@pytest.fixture
+async def payment_rt(vhost: str, db_prefix: str) -> AsyncIterator[Runtime[PaymentSettings]]:
+    rt = await open_runtime(PAYMENT, PaymentSettings, vhost, db_prefix)
+    yield rt
+    await rt.stop()

@@ -1,0 +1,179 @@
+"""Dead-letter routing and retries with the real broker: a poison message goes straight
+to the DLQ with its reason and never stops the consumer; a transient failure is retried
+with backoff, then dead-lettered once the retries are used up."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from shared_domain.contracts import COMMANDS_EXCHANGE, Envelope, MessageType
+from shared_domain.messaging.consumer import Consumer, PermanentError
+from shared_domain.messaging.topology import PAYMENT_COMMANDS
+from shared_domain.retry import Backoff
+
+pytestmark = pytest.mark.integration
+
+Handler = Callable[[Envelope, object], Awaitable[None]]
+
+
+def envelope(payload: dict | None = None, type_: str = "payment.process") -> Envelope:
+    return Envelope(
+        type=type_,
+        saga_id=uuid.uuid4(),
+        order_id=uuid.uuid4(),
+        correlation_id="t",
+        source="test",
+        payload={"customer_id": str(uuid.uuid4()), "amount": "10.00"}
+        if payload is None
+        else payload,
+    )
+
+
+async def publish(channel: AbstractChannel, body: bytes, key: str = "payment.process") -> str:
+    exchange = await channel.get_exchange(COMMANDS_EXCHANGE)
+    message_id = str(uuid.uuid4())
+    await exchange.publish(aio_pika.Message(body, message_id=message_id), routing_key=key)
+    return message_id
+
+
+async def dead_letter(channel: AbstractChannel, timeout: float = 5) -> AbstractIncomingMessage:
+    queue = await channel.get_queue(PAYMENT_COMMANDS.dlq)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        message = await queue.get(no_ack=True, fail=False)
+        if message is not None:
+            return message
+        await asyncio.sleep(0.05)
+    raise AssertionError("nothing arrived in the dead-letter queue")
+
+
+@pytest.fixture
+async def consume(payment_rt, channel) -> AsyncIterator[Callable[[Handler], Awaitable[list]]]:
+    for name in (PAYMENT_COMMANDS.name, PAYMENT_COMMANDS.dlq, PAYMENT_COMMANDS.retry):
+        await (await channel.get_queue(name)).purge()
+    consumers: list[Consumer] = []
+
+    async def start(handler: Handler) -> list:
+        consumer = Consumer(
+            payment_rt.broker,
+            PAYMENT_COMMANDS,
+            {MessageType.PAYMENT_PROCESS: handler},
+            max_retries=2,
+            backoff=Backoff(0.05, 0.2),
+            service="test",
+        )
+        await consumer.start()
+        consumers.append(consumer)
+        return []
+
+    yield start
+    for consumer in consumers:
+        await consumer.stop()
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 5) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "expected_error"),
+    [
+        (b"{not json", "payment.process", "validation failed"),
+        (
+            envelope(type_="payment.teleport").model_dump_json().encode(),
+            "payment.process",
+            "payment.teleport",
+        ),
+        (
+            envelope(payload={"customer_id": "nope"}).model_dump_json().encode(),
+            "payment.process",
+            "amount",
+        ),
+        (
+            envelope(type_="payment.refund", payload={"reason": "x"}).model_dump_json().encode(),
+            "payment.refund",
+            "has no handler",
+        ),
+    ],
+    ids=["malformed-json", "unknown-type", "invalid-payload", "no-handler"],
+)
+async def test_poison_message_goes_straight_to_the_dlq(consume, channel, body, key, expected_error):
+    handled: list[Envelope] = []
+
+    async def handler(env: Envelope, _payload: object) -> None:
+        handled.append(env)
+
+    await consume(handler)
+    poison_id = await publish(channel, body, key)
+    dead = await dead_letter(channel)
+    assert dead.message_id == poison_id
+    assert dead.body == body
+    assert dead.headers["x-dead-letter-reason"] == "invalid_message"
+    assert expected_error in str(dead.headers["x-error"])
+    assert dead.headers["x-original-routing-key"] == key
+
+    good = envelope()
+    await publish(channel, good.model_dump_json().encode())
+    await wait_for(lambda: len(handled) == 1)
+    assert handled[0].message_id == good.message_id, "the consumer keeps working"
+
+
+async def test_transient_failure_is_retried_with_backoff_then_succeeds(consume, channel):
+    attempts: list[float] = []
+
+    async def flaky(env: Envelope, _payload: object) -> None:
+        attempts.append(asyncio.get_running_loop().time())
+        if len(attempts) < 3:
+            raise ConnectionError("database went away")
+
+    await consume(flaky)
+    await publish(channel, envelope().model_dump_json().encode())
+    await wait_for(lambda: len(attempts) == 3)
+    assert attempts[1] - attempts[0] >= 0.02
+    assert attempts[2] - attempts[1] >= 0.04
+    queue = await channel.get_queue(PAYMENT_COMMANDS.dlq)
+    await asyncio.sleep(0.3)
+    assert await queue.get(no_ack=True, fail=False) is None
+    assert len(attempts) == 3
+
+
+async def test_retries_are_bounded_then_dead_lettered(consume, channel):
+    attempts = 0
+
+    async def broken(env: Envelope, _payload: object) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise TimeoutError("downstream timeout")
+
+    await consume(broken)
+    message_id = await publish(channel, envelope().model_dump_json().encode())
+    dead = await dead_letter(channel)
+    assert dead.message_id == message_id
+    assert attempts == 3  # the first try and max_retries=2 retries
+    assert dead.headers["x-dead-letter-reason"] == "retries_exhausted"
+    assert dead.headers["x-retry-count"] == 2
+    assert "TimeoutError: downstream timeout" in str(dead.headers["x-error"])
+
+
+async def test_permanent_error_is_dead_lettered_without_retry(consume, channel):
+    attempts = 0
+
+    async def refuses(env: Envelope, _payload: object) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise PermanentError("order belongs to no saga")
+
+    await consume(refuses)
+    await publish(channel, envelope().model_dump_json().encode())
+    dead = await dead_letter(channel)
+    assert dead.headers["x-dead-letter-reason"] == "rejected"
+    assert "no saga" in str(dead.headers["x-error"])
+    assert attempts == 1

@@ -1,0 +1,129 @@
+"""The transactional outbox against the real PostgreSQL and RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from shared_domain.contracts import EVENTS_EXCHANGE, Envelope, MessageType
+from shared_domain.db import UnitOfWork
+from shared_domain.outbox import OutboxRelay
+from tests.integration.conftest import capture
+
+pytestmark = pytest.mark.integration
+
+
+def event(order_id: uuid.UUID | None = None) -> Envelope:
+    return Envelope(
+        type=MessageType.PAYMENT_FAILED.value,
+        saga_id=uuid.uuid4(),
+        order_id=order_id or uuid.uuid4(),
+        correlation_id="test",
+        source="test",
+        payload={"reason": "card_declined"},
+    )
+
+
+async def outbox_count(rt) -> int:
+    async with rt.engine.connect() as conn:
+        return (await conn.execute(select(func.count()).select_from(rt.outbox_table))).scalar_one()
+
+
+async def test_commit_publishes_at_once_and_empties_the_outbox(payment_rt, channel):
+    captured = await capture(channel, EVENTS_EXCHANGE, MessageType.PAYMENT_FAILED.value)
+    envelope = event()
+    async with payment_rt.uow() as uow:
+        uow.emit(envelope)
+        await uow.commit()
+
+    message = await captured.next(timeout=2)
+    assert message.message_id == str(envelope.message_id)
+    assert message.delivery_mode == 2  # persistent
+    assert message.content_type == "application/json"
+    assert Envelope.model_validate_json(message.body) == envelope
+    assert await outbox_count(payment_rt) == 0
+
+
+async def test_rollback_publishes_nothing(payment_rt, channel):
+    captured = await capture(channel, EVENTS_EXCHANGE, MessageType.PAYMENT_FAILED.value)
+    with pytest.raises(RuntimeError):
+        async with payment_rt.uow() as uow:
+            uow.emit(event())
+            raise RuntimeError("handler failed before commit")
+    assert await captured.nothing_within(0.5)
+    assert await outbox_count(payment_rt) == 0
+
+
+async def test_sweep_publishes_what_a_crash_left_behind(payment_rt, channel):
+    """The process 'dies' between commit and publish: the row stays, the sweep sends it."""
+    captured = await capture(channel, EVENTS_EXCHANGE, MessageType.PAYMENT_FAILED.value)
+    envelope = event()
+    uow = UnitOfWork(
+        payment_rt.engine, None, payment_rt.outbox_table, payment_rt.inbox_table, outbox_grace=0.3
+    )
+    async with uow:
+        uow.emit(envelope)
+        await uow.commit()
+    assert await outbox_count(payment_rt) == 1
+    assert await payment_rt.relay.sweep_once() == 0, "the grace period protects the fast path"
+
+    await asyncio.sleep(0.4)
+    assert await payment_rt.relay.sweep_once() == 1
+    message = await captured.next(timeout=2)
+    assert message.message_id == str(envelope.message_id)
+    assert await outbox_count(payment_rt) == 0
+
+
+async def test_delayed_message_waits_for_its_time(payment_rt, channel):
+    captured = await capture(channel, EVENTS_EXCHANGE, MessageType.PAYMENT_FAILED.value)
+    async with payment_rt.uow() as uow:
+        uow.emit(event(), delay=0.6)
+        await uow.commit()
+    assert await captured.nothing_within(0.3)
+    assert await payment_rt.relay.sweep_once() == 0
+    await asyncio.sleep(0.4)
+    assert await payment_rt.relay.sweep_once() == 1
+    await captured.next(timeout=2)
+
+
+async def test_concurrent_sweeps_publish_each_message_exactly_once(payment_rt, channel):
+    captured = await capture(channel, EVENTS_EXCHANGE, MessageType.PAYMENT_FAILED.value)
+    sent = set()
+    for _ in range(4):
+        uow = UnitOfWork(
+            payment_rt.engine, None, payment_rt.outbox_table, payment_rt.inbox_table, outbox_grace=0
+        )
+        async with uow:
+            for _ in range(50):
+                envelope = event()
+                sent.add(str(envelope.message_id))
+                uow.emit(envelope)
+            await uow.commit()
+
+    relays = [
+        OutboxRelay(
+            payment_rt.engine,
+            payment_rt.broker,
+            payment_rt.outbox_table,
+            sweep_interval=0.05,
+            batch_size=20,
+        )
+        for _ in range(3)
+    ]
+
+    async def drain(relay: OutboxRelay) -> int:
+        total = 0
+        while (n := await relay.sweep_once()) > 0:
+            total += n
+        return total
+
+    counts = await asyncio.gather(*(drain(r) for r in relays))
+    assert sum(counts) == len(sent) == 200
+
+    received = [str((await captured.next(timeout=5)).message_id) for _ in range(200)]
+    assert sorted(received) == sorted(sent)
+    assert await captured.nothing_within(0.5)
+    assert await outbox_count(payment_rt) == 0

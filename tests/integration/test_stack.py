@@ -1,0 +1,149 @@
+"""The process supervisor against a real service: start, restart with env, stop, failure."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from scripts.stack import HEALTH_PATH, REPO_ROOT, Stack, StackError
+from shared_domain.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+SERVICE = "inventory_service"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def process_env(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def vhost() -> Iterator[str]:
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed")
+    name = f"stacktest_{secrets.token_hex(4)}"
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield name
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
+@pytest.fixture
+async def db_prefix() -> AsyncIterator[str]:
+    prefix = f"stacktest_{secrets.token_hex(4)}_"
+    yield prefix
+    settings = ServiceSettings(_env_file=REPO_ROOT / ".env")
+    conn = await asyncpg.connect(
+        host=settings.db_host,
+        port=settings.db_port,
+        user=settings.db_user,
+        password=settings.db_password,
+        database="postgres",
+        timeout=5,
+    )
+    try:
+        names = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", prefix
+        )
+        for row in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def test_start_restart_stop(vhost: str, db_prefix: str, tmp_path: Path) -> None:
+    stack = Stack(
+        env={"RABBITMQ_VHOST": vhost},
+        ports={SERVICE: free_port()},
+        db_prefix=db_prefix,
+        log_dir=tmp_path,
+    )
+    try:
+        await stack.start([SERVICE], timeout=90)
+        first = stack.pid(SERVICE)
+        assert first is not None
+        env = process_env(first)
+        assert env["DB_NAME"] == f"{db_prefix}inventory_db"
+        assert env["RABBITMQ_VHOST"] == vhost
+        assert env["PYTHONUNBUFFERED"] == "1"
+
+        async with httpx.AsyncClient(base_url=stack.url(SERVICE), timeout=10) as client:
+            response = await client.get("/api/v1/products")
+            assert response.status_code == 200, response.text
+            assert len(response.json()["data"]) == 5
+
+            await stack.restart(SERVICE, env={"OUTBOX_SWEEP_INTERVAL": "0.3"}, timeout=90)
+            second = stack.pid(SERVICE)
+            assert second is not None and second != first
+            assert not alive(first)
+            assert process_env(second)["OUTBOX_SWEEP_INTERVAL"] == "0.3"
+            assert (await client.get(HEALTH_PATH)).status_code == 200
+
+            # The override stays with the service across a plain restart.
+            await stack.restart(SERVICE, timeout=90)
+            third = stack.pid(SERVICE)
+            assert third is not None and third != second
+            assert process_env(third)["OUTBOX_SWEEP_INTERVAL"] == "0.3"
+            assert (await client.get(HEALTH_PATH)).status_code == 200
+
+        await stack.stop()
+        assert stack.pid(SERVICE) is None
+        assert not alive(third)
+        await stack.stop()  # idempotent
+
+        assert stack.output(SERVICE), "the service's output was captured"
+        log = (tmp_path / f"{SERVICE}.log").read_text()
+        assert "migrated" in log
+    finally:
+        await stack.stop()
+
+
+async def test_start_fails_when_postgres_is_unreachable(db_prefix: str) -> None:
+    stack = Stack(
+        env={"DB_PORT": "1", "STARTUP_TIMEOUT": "2"},
+        ports={SERVICE: free_port()},
+        db_prefix=db_prefix,
+    )
+    try:
+        with pytest.raises(StackError) as caught:
+            await stack.start([SERVICE], timeout=60)
+        assert caught.value.service == SERVICE
+        assert SERVICE in str(caught.value)
+        assert "before it became healthy" in str(caught.value)
+        assert caught.value.lines, "the error quotes the service's last output lines"
+        assert stack.pid(SERVICE) is None
+        assert stack.services == []
+    finally:
+        await stack.stop()
