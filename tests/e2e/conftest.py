@@ -7,7 +7,7 @@ import asyncio
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from scripts.stack import SERVICES, Stack
-from tests.support import test_env
+from tests.support import create_vhost, delete_vhost, test_env
 
 pytestmark = pytest.mark.e2e
 
@@ -140,14 +140,23 @@ class Api:
 
 
 @pytest.fixture(scope="session")
+def e2e_vhost(vhost: str) -> Iterator[str]:
+    """The running stack consumes its queues: keep it apart from the integration tests."""
+    name = f"{vhost}_e2e"
+    create_vhost(name)
+    yield name
+    delete_vhost(name)
+
+
+@pytest.fixture(scope="session")
 async def api(
-    vhost: str,
+    e2e_vhost: str,
     db_prefix: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Api]:
     log_dir: Path = tmp_path_factory.mktemp("service-logs")
     env = {
-        **test_env(vhost),
+        **test_env(e2e_vhost),
         "PAYMENT_FAILURE_RATE": "0",
         "SHIPPING_FAILURE_RATE": "0",
         "NOTIFICATION_FAILURE_RATE": "0",
