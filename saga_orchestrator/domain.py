@@ -5,7 +5,9 @@ next. The handler persists the saga and emits those messages in one transaction.
 
 Forward steps run in order: payment, inventory, shipping, notification. When a critical
 step fails, the steps that had succeeded are compensated in reverse order. Notification
-is not critical: its failure is recorded and the saga completes anyway.
+is not critical: its failure is recorded and the saga completes anyway. A compensation
+that keeps failing is retried with backoff; once its attempts are used up the remaining
+compensations still run, and the saga ends `failed` for a human to look at.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Step(StrEnum):
     SHIPPING = "shipping"
     NOTIFICATION = "notification"
 
+
+SAGA = "saga"  # history entries about the saga as a whole, not one step
 
 FORWARD: tuple[Step, ...] = (Step.PAYMENT, Step.INVENTORY, Step.SHIPPING, Step.NOTIFICATION)
 CRITICAL: frozenset[Step] = frozenset({Step.PAYMENT, Step.INVENTORY, Step.SHIPPING})
@@ -183,7 +187,7 @@ class Saga:
 
     def start(self, now: datetime) -> list[Outgoing]:
         self.created_at = self.updated_at = now
-        self._log(Step.PAYMENT, "saga started", T.ORDER_CREATED.value)
+        self._log(SAGA, "started", T.ORDER_CREATED.value)
         return [Outgoing(T.ORDER_PROCESSING, {}), *self._begin(Step.PAYMENT, now)]
 
     def handle(
@@ -230,14 +234,13 @@ class Saga:
             )
             self.updated_at = now
             return [Outgoing(COMPENSATION[step], self._compensation_payload(), delay)]
+        # Given up on this one: record it, and still undo what can be undone before it.
         self._finish(step, StepStatus.COMPENSATION_FAILED, reply, now, error=reason)
-        self.status = SagaStatus.FAILED
         self.failure_reason = (
             f"{self.failure_reason}; compensation of {step.value} failed after "
             f"{state.compensation_attempts} attempts: {reason}"
         )
-        self._log(step, SagaStatus.FAILED.value, reply.value, self.failure_reason)
-        return [Outgoing(T.ORDER_FAILED, {"reason": self.failure_reason})]
+        return self._compensate_next(now)
 
     # ------------------------------------------------------------------ internals
 
@@ -274,7 +277,7 @@ class Saga:
         if self.status is not SagaStatus.RUNNING:
             return []  # the order_cancelled notice of an already-cancelled saga
         self.status = SagaStatus.COMPLETED
-        self._log(Step.NOTIFICATION, SagaStatus.COMPLETED.value, reply.value)
+        self._log(SAGA, SagaStatus.COMPLETED.value, reply.value)
         return [Outgoing(T.ORDER_COMPLETED, {"notification_failed": failed})]
 
     def _compensate_next(self, now: datetime) -> list[Outgoing]:
@@ -287,17 +290,32 @@ class Saga:
                 self.updated_at = now
                 self._log(step, StepStatus.COMPENSATING.value, COMPENSATION[step].value)
                 return [Outgoing(COMPENSATION[step], self._compensation_payload())]
+        if any(s.status is StepStatus.COMPENSATION_FAILED for s in self.steps.values()):
+            return self._fail(now)
         return self._cancel(now)
+
+    def _fail(self, now: datetime) -> list[Outgoing]:
+        """A compensation could not be done: the saga stops here for a human to look at."""
+        self.status = SagaStatus.FAILED
+        self.updated_at = now
+        self._log(SAGA, SagaStatus.FAILED.value, T.ORDER_FAILED.value, self.failure_reason)
+        return [Outgoing(T.ORDER_FAILED, {"reason": self.failure_reason})]
 
     def _cancel(self, now: datetime) -> list[Outgoing]:
         self.status = SagaStatus.CANCELLED
         self.updated_at = now
         reason = self.failure_reason or "cancelled"
-        self._log(Step.NOTIFICATION, SagaStatus.CANCELLED.value, T.ORDER_CANCELLED.value, reason)
+        self._log(SAGA, SagaStatus.CANCELLED.value, T.ORDER_CANCELLED.value, reason)
         notice = self.steps[Step.NOTIFICATION]
         notice.status = StepStatus.IN_PROGRESS
         notice.attempts += 1
         notice.started_at = now
+        self._log(
+            Step.NOTIFICATION,
+            StepStatus.IN_PROGRESS.value,
+            T.NOTIFICATION_SEND.value,
+            NotificationKind.ORDER_CANCELLED.value,
+        )
         return [
             Outgoing(T.ORDER_CANCELLED, {"reason": reason}),
             Outgoing(
@@ -322,5 +340,5 @@ class Saga:
     def _compensation_payload(self) -> dict[str, Any]:
         return {"reason": self.failure_reason or "saga compensation"}
 
-    def _log(self, step: Step, status: str, message_type: str, detail: str | None = None) -> None:
-        self.history.append(Transition(step.value, status, message_type, detail))
+    def _log(self, step: str, status: str, message_type: str, detail: str | None = None) -> None:
+        self.history.append(Transition(str(step), status, message_type, detail))

@@ -389,7 +389,9 @@ class Stack:
                 log.write(line + "\n")
                 log.flush()
         if self._echo:
-            prefix = f"[{service}]"
+            # The prefix names the service already; drop the service's own tag.
+            line = line.replace(f" [{service}] ", " ", 1)
+            prefix = f"{service:<20} |"
             if self._color:
                 color = _COLORS[SERVICES.index(service) % len(_COLORS)]
                 prefix = f"\033[{color}m{prefix}\033[0m"

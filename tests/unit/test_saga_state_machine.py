@@ -126,7 +126,7 @@ def test_start_marks_order_processing_and_requests_payment() -> None:
     )
     assert all(saga.steps[s].status is StepStatus.PENDING for s in list(Step)[1:])
     assert [(h.step, h.status, h.message_type) for h in saga.history] == [
-        ("payment", "saga started", "order.created"),
+        ("saga", "started", "order.created"),
         ("payment", "in_progress", "payment.process"),
     ]
 
@@ -452,7 +452,7 @@ def test_happy_path_history() -> None:
     saga = completed()
 
     assert [(h.step, h.status, h.message_type) for h in saga.history] == [
-        ("payment", "saga started", "order.created"),
+        ("saga", "started", "order.created"),
         ("payment", "in_progress", "payment.process"),
         ("payment", "completed", "payment.processed"),
         ("inventory", "in_progress", "inventory.reserve"),
@@ -461,7 +461,7 @@ def test_happy_path_history() -> None:
         ("shipping", "completed", "shipping.created"),
         ("notification", "in_progress", "notification.send"),
         ("notification", "completed", "notification.sent"),
-        ("notification", "completed", "notification.sent"),
+        ("saga", "completed", "notification.sent"),
     ]
 
 
@@ -475,8 +475,31 @@ def test_compensation_history() -> None:
         ("inventory", "compensated", "inventory.released", None),
         ("payment", "compensating", "payment.refund", None),
         ("payment", "compensated", "payment.refunded", None),
-        ("notification", "cancelled", "order.cancelled", "shipping failed: shipping.failed"),
+        ("saga", "cancelled", "order.cancelled", "shipping failed: shipping.failed"),
+        ("notification", "in_progress", "notification.send", "order_cancelled"),
     ]
+
+
+def test_a_compensation_given_up_on_does_not_stop_the_ones_before_it() -> None:
+    policy = CompensationPolicy(max_attempts=2, base_delay=0.5)
+    saga = releasing_after_shipping_failure()
+
+    retry = send(saga, T.INVENTORY_RELEASE_FAILED, {"reason": "db down"}, policy=policy)
+    assert retry is not None and types(retry) == [T.INVENTORY_RELEASE]
+    refund = send(saga, T.INVENTORY_RELEASE_FAILED, {"reason": "db down"}, policy=policy)
+
+    assert refund is not None and types(refund) == [T.PAYMENT_REFUND]
+    assert saga.status is SagaStatus.COMPENSATING
+    assert saga.steps[Step.INVENTORY].status is StepStatus.COMPENSATION_FAILED
+
+    out = send(saga, T.PAYMENT_REFUNDED, policy=policy)
+
+    assert out == [Outgoing(T.ORDER_FAILED, {"reason": saga.failure_reason})]
+    assert saga.status is SagaStatus.FAILED
+    assert saga.steps[Step.PAYMENT].status is StepStatus.COMPENSATED
+    assert saga.failure_reason is not None
+    assert "compensation of inventory failed after 2 attempts: db down" in saga.failure_reason
+    assert (saga.history[-1].step, saga.history[-1].status) == ("saga", "failed")
 
 
 @pytest.mark.parametrize(
