@@ -48,10 +48,11 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
 
     # A message whose handler fails for a transient reason is retried this many times,
-    # with exponential backoff starting at retry_base_delay, then dead-lettered.
-    message_max_retries: int = Field(5, ge=0, le=50, validation_alias="MESSAGE_MAX_RETRIES")
-    retry_base_delay: float = Field(0.2, gt=0, le=60, validation_alias="RETRY_BASE_DELAY")
-    retry_max_delay: float = Field(10.0, gt=0, le=3600, validation_alias="RETRY_MAX_DELAY")
+    # with exponential backoff starting at retry_base_delay, then dead-lettered. The
+    # defaults ride out roughly a minute of database or network trouble.
+    message_max_retries: int = Field(8, ge=0, le=50, validation_alias="MESSAGE_MAX_RETRIES")
+    retry_base_delay: float = Field(0.5, gt=0, le=60, validation_alias="RETRY_BASE_DELAY")
+    retry_max_delay: float = Field(30.0, gt=0, le=3600, validation_alias="RETRY_MAX_DELAY")
 
     # The outbox sweep publishes whatever the post-commit fast path left behind.
     outbox_sweep_interval: float = Field(0.5, gt=0, le=60, validation_alias="OUTBOX_SWEEP_INTERVAL")
