@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from types import TracebackType
 from typing import Self
-from uuid import UUID
 
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -88,7 +87,3 @@ class UnitOfWork:
         self.committed = True
         if self._relay is not None and self._staged:
             await self._relay.publish_committed(self._staged, self.conn)
-
-    @property
-    def emitted_ids(self) -> list[UUID]:
-        return [UUID(s.message.message_id) for s in self._staged]

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 import asyncpg
@@ -45,7 +45,6 @@ class ServiceDefinition(Generic[S]):
     build_handlers: Callable[[Runtime[S]], Mapping[Any, Handler]]
     router: APIRouter
     seed: Callable[[AsyncConnection], Awaitable[None]] | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Runtime(Generic[S]):

@@ -6,6 +6,8 @@ start with a message that names the variable.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
@@ -72,8 +74,6 @@ class ServiceSettings(BaseSettings):
 
     @property
     def amqp_url(self) -> str:
-        from urllib.parse import quote
-
         return (
             f"amqp://{quote(self.rabbitmq_username, safe='')}:"
             f"{quote(self.rabbitmq_password, safe='')}@{self.rabbitmq_host}:"

@@ -60,9 +60,7 @@ async def test_duplicate_payment_command_charges_once_and_re_emits_the_outcome(p
     replies = await capture(channel, EVENTS_EXCHANGE, "payment.*")
     handlers = payment_handlers.build_handlers(payment_rt, SimulatedProvider(0.0))
     order_id = uuid.uuid4()
-    process = command(
-        MessageType.PAYMENT_PROCESS, {"customer_id": str(uuid.uuid4()), "amount": "99.95"}, order_id
-    )
+    process = charge(order_id, "99.95")
 
     await deliver(handlers, process)
     await deliver(handlers, process)  # redelivered
@@ -89,9 +87,7 @@ async def test_duplicate_payment_command_charges_once_and_re_emits_the_outcome(p
 async def test_concurrent_duplicate_payment_commands_leave_one_payment(payment_rt, channel):
     handlers = payment_handlers.build_handlers(payment_rt, SimulatedProvider(0.0))
     order_id = uuid.uuid4()
-    process = command(
-        MessageType.PAYMENT_PROCESS, {"customer_id": str(uuid.uuid4()), "amount": "10.00"}, order_id
-    )
+    process = charge(order_id, "10.00")
     results = await asyncio.gather(
         *(
             deliver(handlers, process.model_copy(update={"message_id": uuid.uuid4()}))
@@ -112,11 +108,7 @@ async def test_refund_then_duplicate_refund_refunds_once(payment_rt, channel):
     order_id = uuid.uuid4()
     await deliver(
         handlers,
-        command(
-            MessageType.PAYMENT_PROCESS,
-            {"customer_id": str(uuid.uuid4()), "amount": "20.00"},
-            order_id,
-        ),
+        charge(order_id, "20.00"),
     )
     refund = command(MessageType.PAYMENT_REFUND, {"reason": "inventory failed"}, order_id)
     await deliver(handlers, refund)
@@ -139,11 +131,7 @@ async def test_refund_before_charge_leaves_a_tombstone_that_refuses_a_late_charg
     await deliver(handlers, command(MessageType.PAYMENT_REFUND, {"reason": "x"}, order_id))
     await deliver(
         handlers,
-        command(
-            MessageType.PAYMENT_PROCESS,
-            {"customer_id": str(uuid.uuid4()), "amount": "5.00"},
-            order_id,
-        ),
+        charge(order_id, "5.00"),
     )
     refunded, late = await replies.next_json(), await replies.next_json()
     assert refunded["type"] == "payment.refunded" and refunded["payload"]["amount"] == "0.00"
@@ -158,15 +146,17 @@ async def test_refund_failure_is_reported_not_swallowed(payment_rt, channel):
     order_id = uuid.uuid4()
     await deliver(
         handlers,
-        command(
-            MessageType.PAYMENT_PROCESS,
-            {"customer_id": str(uuid.uuid4()), "amount": "5.00"},
-            order_id,
-        ),
+        charge(order_id, "5.00"),
     )
     await deliver(handlers, command(MessageType.PAYMENT_REFUND, {"reason": "x"}, order_id))
     assert (await replies.next_json())["type"] == "payment.processed"
     assert (await replies.next_json())["type"] == "payment.refund_failed"
+
+
+def charge(order_id: uuid.UUID, amount: str) -> Envelope:
+    return command(
+        MessageType.PAYMENT_PROCESS, {"customer_id": str(uuid.uuid4()), "amount": amount}, order_id
+    )
 
 
 def reserve(order_id: uuid.UUID, quantity: int, product: uuid.UUID = LAPTOP) -> Envelope:
