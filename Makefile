@@ -1,13 +1,15 @@
 # make run    start all six services locally (installs into .venv on first use)
 # make test   lint, type-check and run the whole test suite against the local
 #             PostgreSQL and RabbitMQ (isolated: own vhost and database names)
+# make chaos  the long chaos run: 3 replicas of everything, longer load and outages,
+#             and a real RabbitMQ stop/start (it restarts the local broker)
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dev-installed
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
-.PHONY: run test lint unit integration e2e clean
+.PHONY: run test lint unit integration e2e chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run:
-	bash scripts/run-local.sh
+	bash scripts/run-local.sh $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -34,6 +36,9 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(PY) -m pytest -m e2e
+
+chaos: $(STAMP)
+	CHAOS_LONG=1 CHAOS_BROKER_RESTART=1 $(PY) -m pytest -m chaos
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,9 @@
 """Orders and their status. Pure logic, no I/O.
 
 pending -> processing -> completed | cancelled | failed. Status events may arrive out
-of order, so any non-terminal order may move to a later status, and a terminal order
-never moves again.
+of order, so any non-terminal order may move to a later status. Completed and cancelled
+never move again. Failed means "a compensation could not be done, a human must look";
+once an operator has the saga retried, its outcome (cancelled) replaces it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class OrderStatus(StrEnum):
 
 
 TERMINAL = frozenset({OrderStatus.COMPLETED, OrderStatus.CANCELLED, OrderStatus.FAILED})
+# Never move again; also the only statuses a failed order may still move to.
+FINAL = frozenset({OrderStatus.COMPLETED, OrderStatus.CANCELLED})
 CENT = Decimal("0.01")
 
 
@@ -93,7 +96,9 @@ class Order:
 
     def move_to(self, status: OrderStatus, reason: str | None, now: datetime) -> bool:
         """Apply a status event; False when it does not apply (stale or duplicate)."""
-        if self.status in TERMINAL or status == self.status:
+        if self.status in FINAL or status == self.status:
+            return False
+        if self.status is OrderStatus.FAILED and status not in FINAL:
             return False
         if status is OrderStatus.PENDING:
             return False

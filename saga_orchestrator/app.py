@@ -4,6 +4,7 @@ from saga_orchestrator import tables
 from saga_orchestrator.api import router
 from saga_orchestrator.handlers import build_handlers
 from saga_orchestrator.settings import Settings
+from saga_orchestrator.timeouts import watch_deadlines
 from shared_domain.messaging.topology import ORCHESTRATOR_EVENTS
 from shared_domain.runtime import ServiceDefinition
 
@@ -15,4 +16,5 @@ SERVICE = ServiceDefinition(
     queue=ORCHESTRATOR_EVENTS,
     build_handlers=build_handlers,
     router=router,
+    background=(watch_deadlines,),
 )

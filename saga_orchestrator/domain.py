@@ -8,18 +8,28 @@ step fails, the steps that had succeeded are compensated in reverse order. Notif
 is not critical: its failure is recorded and the saga completes anyway. A compensation
 that keeps failing is retried with backoff; once its attempts are used up the remaining
 compensations still run, and the saga ends `failed` for a human to look at.
+
+Every command sent carries a deadline. A command with no reply by then is re-sent with
+the same message id (the services answer a repeated command with the outcome they
+recorded), waiting longer each time. When a step's attempts are used up it is
+`abandoned`: the saga stops waiting for it and compensates it along with the steps
+before it, because the command may still have run. The services accept an undo before
+the command it undoes and then refuse that late command.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from shared_domain.contracts import MessageType as T
 from shared_domain.contracts import NotificationKind
+from shared_domain.retry import Backoff
 
 
 class SagaStatus(StrEnum):
@@ -41,6 +51,19 @@ class StepStatus(StrEnum):
     COMPENSATING = "compensating"
     COMPENSATED = "compensated"
     COMPENSATION_FAILED = "compensation_failed"
+    # The saga stopped waiting for the reply (timed out, or compensation was forced): the
+    # command may still have run, so the step is compensated like a completed one.
+    ABANDONED = "abandoned"
+    # A failed compensation an operator asked to retry.
+    COMPENSATION_PENDING = "compensation_pending"
+
+
+ACTIVE = frozenset({StepStatus.IN_PROGRESS, StepStatus.COMPENSATING})
+TO_UNDO = frozenset({StepStatus.COMPLETED, StepStatus.ABANDONED, StepStatus.COMPENSATION_PENDING})
+
+
+class SagaConflict(Exception):
+    """The saga's state does not allow the operation asked for."""
 
 
 class Step(StrEnum):
@@ -101,6 +124,11 @@ class StepState:
     finished_at: datetime | None = None
     error: str | None = None
     compensation_attempts: int = 0
+    # The command in flight: its id (re-sent unchanged), how often it was sent, and when
+    # the saga stops waiting for its reply.
+    command_id: UUID | None = None
+    sends: int = 0
+    deadline: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +138,9 @@ class StepState:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "error": self.error,
+            "command_id": str(self.command_id) if self.command_id else None,
+            "sends": self.sends,
+            "deadline": self.deadline.isoformat() if self.deadline else None,
         }
 
     @classmethod
@@ -121,6 +152,9 @@ class StepState:
             started_at=_dt(raw.get("started_at")),
             finished_at=_dt(raw.get("finished_at")),
             error=raw.get("error"),
+            command_id=UUID(raw["command_id"]) if raw.get("command_id") else None,
+            sends=raw.get("sends", 0),
+            deadline=_dt(raw.get("deadline")),
         )
 
 
@@ -130,11 +164,15 @@ def _dt(value: str | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message the saga wants sent: a command to a service or an order event."""
+    """A message the saga wants sent: a command to a service (with its own id, kept
+    across re-sends) or an order event (a fresh id)."""
 
     type: T
     payload: dict[str, Any]
     delay: float = 0.0
+    # Left out of equality: two messages with the same content are the same instruction.
+    message_id: UUID | None = field(default=None, compare=False)
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -148,13 +186,45 @@ class Transition:
 
 
 @dataclass(frozen=True)
-class CompensationPolicy:
-    max_attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 30.0
+class StepTimeout:
+    """How long to wait for a step's reply, and how many times to send its command."""
 
-    def delay(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+    seconds: float = 10.0
+    max_attempts: int = 3
+
+
+def _default_timeouts() -> dict[Step, StepTimeout]:
+    return {step: StepTimeout() for step in FORWARD}
+
+
+@dataclass(frozen=True)
+class SagaPolicy:
+    """Timeouts and retries of the saga, from the orchestrator's settings.
+
+    Send n of a command waits `seconds` for n = 1, then `seconds * 2**(n-1)` (capped at
+    `resend_max_wait`) less up to a quarter of jitter. A failed compensation is retried
+    after `compensation_backoff.delay(attempt - 1)`.
+    """
+
+    compensation_max_attempts: int = 5
+    compensation_backoff: Backoff = field(default_factory=lambda: Backoff(0.5, 30.0, 0.25))
+    timeouts: Mapping[Step, StepTimeout] = field(default_factory=_default_timeouts)
+    resend_max_wait: float = 120.0
+    rand: Callable[[], float] = random.random
+
+    def compensation_delay(self, attempt: int) -> float:
+        return self.compensation_backoff.delay(attempt - 1, self.rand)
+
+    def wait(self, step: Step, send: int) -> float:
+        timeout = self.timeouts[step].seconds
+        if send <= 1:
+            return timeout
+        return Backoff(timeout, max(timeout, self.resend_max_wait), jitter=0.25).delay(
+            send - 1, self.rand
+        )
+
+    def max_sends(self, step: Step) -> int:
+        return self.timeouts[step].max_attempts
 
 
 @dataclass
@@ -168,6 +238,7 @@ class Saga:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 0
+    correlation_id: str = ""
     history: list[Transition] = field(default_factory=list)
 
     # ------------------------------------------------------------------ queries
@@ -175,7 +246,7 @@ class Saga:
     @property
     def current_step(self) -> Step | None:
         for name in reversed(FORWARD):
-            if self.steps[name].status in (StepStatus.IN_PROGRESS, StepStatus.COMPENSATING):
+            if self.steps[name].status in ACTIVE:
                 return name
         return None
 
@@ -183,15 +254,21 @@ class Saga:
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
 
+    @property
+    def deadline(self) -> datetime | None:
+        """When the saga next needs the timeout check: the earliest open deadline."""
+        deadlines = [s.deadline for s in self.steps.values() if s.status in ACTIVE and s.deadline]
+        return min(deadlines) if deadlines else None
+
     # ------------------------------------------------------------------ commands
 
-    def start(self, now: datetime) -> list[Outgoing]:
+    def start(self, now: datetime, policy: SagaPolicy) -> list[Outgoing]:
         self.created_at = self.updated_at = now
         self._log(SAGA, "started", T.ORDER_CREATED.value)
-        return [Outgoing(T.ORDER_PROCESSING, {}), *self._begin(Step.PAYMENT, now)]
+        return [Outgoing(T.ORDER_PROCESSING, {}), self._begin(Step.PAYMENT, now, policy)]
 
     def handle(
-        self, reply: T, payload: dict[str, Any], now: datetime, policy: CompensationPolicy
+        self, reply: T, payload: dict[str, Any], now: datetime, policy: SagaPolicy
     ) -> list[Outgoing] | None:
         """Apply a reply. Returns the messages to send, or None when the reply does not
         fit the saga's state (a duplicate or a late, out-of-order reply): ignored."""
@@ -203,15 +280,15 @@ class Saga:
             if state.status is not StepStatus.IN_PROGRESS:
                 return None
             if step is Step.NOTIFICATION:
-                return self._notification_done(outcome, reason, reply, now)
+                return self._notification_done(outcome is Outcome.FAILED, reason, reply, now)
             if self.status is not SagaStatus.RUNNING:
                 return None
             if outcome is Outcome.SUCCEEDED:
                 self._finish(step, StepStatus.COMPLETED, reply, now)
-                return self._begin(FORWARD[FORWARD.index(step) + 1], now)
+                return [self._begin(FORWARD[FORWARD.index(step) + 1], now, policy)]
             self._finish(step, StepStatus.FAILED, reply, now, error=reason)
             self.failure_reason = f"{step.value} failed: {reason}"
-            return self._compensate_next(now)
+            return self._compensate_next(now, policy)
 
         if (
             state.status is not StepStatus.COMPENSATING
@@ -220,79 +297,194 @@ class Saga:
             return None
         if outcome is Outcome.COMPENSATED:
             self._finish(step, StepStatus.COMPENSATED, reply, now)
-            return self._compensate_next(now)
+            return self._compensate_next(now, policy)
         # compensation failed: retry with backoff until the attempts are used up
         state.error = reason
-        if state.compensation_attempts < policy.max_attempts:
+        if state.compensation_attempts < policy.compensation_max_attempts:
             state.compensation_attempts += 1
-            delay = policy.delay(state.compensation_attempts - 1)
+            delay = policy.compensation_delay(state.compensation_attempts - 1)
             self._log(
                 step,
                 "compensation retry",
                 reply.value,
                 f"attempt {state.compensation_attempts} in {delay:.1f}s: {reason}",
             )
-            self.updated_at = now
-            return [Outgoing(COMPENSATION[step], self._compensation_payload(), delay)]
-        # Given up on this one: record it, and still undo what can be undone before it.
-        self._finish(step, StepStatus.COMPENSATION_FAILED, reply, now, error=reason)
-        self.failure_reason = (
-            f"{self.failure_reason}; compensation of {step.value} failed after "
-            f"{state.compensation_attempts} attempts: {reason}"
+            return [self._undo(step, now, policy, delay)]
+        return self._give_up_compensation(step, reply.value, reason, now, policy)
+
+    def on_timeout(self, now: datetime, policy: SagaPolicy) -> list[Outgoing]:
+        """The deadline of the command in flight has passed: re-send it (same id), or,
+        once its attempts are used up, stop waiting and move on."""
+        step = next(
+            (
+                name
+                for name in reversed(FORWARD)
+                if self.steps[name].status in ACTIVE
+                and (deadline := self.steps[name].deadline) is not None
+                and deadline <= now
+            ),
+            None,
         )
-        return self._compensate_next(now)
+        if step is None:
+            return []
+        state = self.steps[step]
+        undoing = state.status is StepStatus.COMPENSATING
+        command = COMPENSATION[step] if undoing else COMMAND[step]
+        if state.sends < policy.max_sends(step):
+            return [self._resend(step, now, policy, "no reply in time")]
+        reason = f"no reply to {command.value} after {state.sends} attempt(s)"
+        if undoing:
+            return self._give_up_compensation(step, "timeout", reason, now, policy)
+        if step is Step.NOTIFICATION:
+            return self._notification_done(True, reason, "timeout", now)
+        self._finish(step, StepStatus.ABANDONED, "timeout", now, error=reason)
+        self.failure_reason = f"{step.value} timed out: {reason}"
+        return self._compensate_next(now, policy)
+
+    def retry(self, now: datetime, policy: SagaPolicy) -> list[Outgoing]:
+        """Operator: resume the saga from where it stopped. A failed saga re-runs the
+        compensations that failed; a stuck one re-sends the command in flight."""
+        if self.status is SagaStatus.FAILED:
+            failed = [s for s in FORWARD if self.steps[s].status is StepStatus.COMPENSATION_FAILED]
+            if not failed:
+                raise SagaConflict("saga failed but no compensation failed; nothing to retry")
+            for step in failed:
+                self.steps[step].status = StepStatus.COMPENSATION_PENDING
+            self.status = SagaStatus.COMPENSATING
+            self._log(SAGA, "retry", "admin", "retrying compensation of " + ", ".join(failed))
+            return self._compensate_next(now, policy)
+        if self.is_terminal:
+            raise SagaConflict(f"saga is {self.status.value}; there is nothing to retry")
+        current = self.current_step
+        if current is None:
+            raise SagaConflict(f"saga is {self.status.value} but has no step in flight")
+        self._log(SAGA, "retry", "admin", f"re-sending the {current.value} step")
+        return [self._resend(current, now, policy, "retry requested", restart=True)]
+
+    def force_compensation(self, now: datetime, policy: SagaPolicy, reason: str) -> list[Outgoing]:
+        """Operator: stop a running saga and undo what it did, including the step in
+        flight (its command may still run)."""
+        if self.status is not SagaStatus.RUNNING:
+            hint = (
+                "; use retry to re-send a stuck compensation"
+                if (self.status is SagaStatus.COMPENSATING)
+                else ""
+            )
+            raise SagaConflict(
+                f"saga is {self.status.value}; only a running saga can be compensated{hint}"
+            )
+        self.failure_reason = f"compensation forced: {reason}"
+        self._log(SAGA, "compensation forced", "admin", reason)
+        for step in FORWARD:
+            if self.steps[step].status is StepStatus.IN_PROGRESS:
+                self._finish(step, StepStatus.ABANDONED, "admin", now, error=self.failure_reason)
+        return self._compensate_next(now, policy)
 
     # ------------------------------------------------------------------ internals
 
-    def _begin(self, step: Step, now: datetime) -> list[Outgoing]:
+    def _dispatch(
+        self,
+        step: Step,
+        command: T,
+        payload: dict[str, Any],
+        now: datetime,
+        policy: SagaPolicy,
+        delay: float = 0.0,
+    ) -> Outgoing:
+        """Send a new command for the step and start waiting for its reply."""
+        state = self.steps[step]
+        state.command_id = uuid4()
+        state.sends = 1
+        state.deadline = now + timedelta(seconds=delay + policy.wait(step, 1))
+        self.updated_at = now
+        return Outgoing(command, payload, delay, state.command_id)
+
+    def _resend(
+        self, step: Step, now: datetime, policy: SagaPolicy, why: str, restart: bool = False
+    ) -> Outgoing:
+        state = self.steps[step]
+        undoing = state.status is StepStatus.COMPENSATING
+        command = COMPENSATION[step] if undoing else COMMAND[step]
+        state.sends = 1 if restart else state.sends + 1
+        state.deadline = now + timedelta(seconds=policy.wait(step, state.sends))
+        self.updated_at = now
+        self._log(
+            step,
+            "resent",
+            command.value,
+            f"{why}; attempt {state.sends} of {policy.max_sends(step)}",
+        )
+        return Outgoing(
+            command,
+            self._payload_for(step, command),
+            message_id=state.command_id,
+            attempt=state.sends,
+        )
+
+    def _begin(self, step: Step, now: datetime, policy: SagaPolicy) -> Outgoing:
         state = self.steps[step]
         state.status = StepStatus.IN_PROGRESS
         state.attempts += 1
         state.started_at = now
-        self.updated_at = now
         self._log(step, StepStatus.IN_PROGRESS.value, COMMAND[step].value)
-        return [Outgoing(COMMAND[step], self._command_payload(step))]
+        return self._dispatch(step, COMMAND[step], self._command_payload(step), now, policy)
+
+    def _undo(self, step: Step, now: datetime, policy: SagaPolicy, delay: float = 0.0) -> Outgoing:
+        return self._dispatch(
+            step, COMPENSATION[step], self._compensation_payload(), now, policy, delay
+        )
 
     def _finish(
-        self, step: Step, status: StepStatus, reply: T, now: datetime, error: str | None = None
+        self, step: Step, status: StepStatus, cause: str, now: datetime, error: str | None = None
     ) -> None:
         state = self.steps[step]
         state.status = status
         state.finished_at = now
         state.error = error
+        state.deadline = None
         self.updated_at = now
-        self._log(step, status.value, reply.value, error)
+        self._log(step, status.value, str(cause), error)
+
+    def _give_up_compensation(
+        self, step: Step, cause: str, reason: str, now: datetime, policy: SagaPolicy
+    ) -> list[Outgoing]:
+        """Record that this undo could not be done, and still undo what came before it."""
+        state = self.steps[step]
+        self._finish(step, StepStatus.COMPENSATION_FAILED, cause, now, error=reason)
+        self.failure_reason = (
+            f"{self.failure_reason}; compensation of {step.value} failed after "
+            f"{state.compensation_attempts} attempt(s): {reason}"
+        )
+        return self._compensate_next(now, policy)
 
     def _notification_done(
-        self, outcome: Outcome, reason: str, reply: T, now: datetime
+        self, failed: bool, reason: str, cause: str, now: datetime
     ) -> list[Outgoing]:
-        failed = outcome is Outcome.FAILED
         self._finish(
             Step.NOTIFICATION,
             StepStatus.FAILED if failed else StepStatus.COMPLETED,
-            reply,
+            cause,
             now,
             error=reason if failed else None,
         )
         if self.status is not SagaStatus.RUNNING:
             return []  # the order_cancelled notice of an already-cancelled saga
         self.status = SagaStatus.COMPLETED
-        self._log(SAGA, SagaStatus.COMPLETED.value, reply.value)
+        self._log(SAGA, SagaStatus.COMPLETED.value, str(cause))
         return [Outgoing(T.ORDER_COMPLETED, {"notification_failed": failed})]
 
-    def _compensate_next(self, now: datetime) -> list[Outgoing]:
+    def _compensate_next(self, now: datetime, policy: SagaPolicy) -> list[Outgoing]:
         self.status = SagaStatus.COMPENSATING
         for step in reversed(FORWARD):
             state = self.steps[step]
-            if step in CRITICAL and state.status is StepStatus.COMPLETED:
+            if step in CRITICAL and state.status in TO_UNDO:
                 state.status = StepStatus.COMPENSATING
                 state.compensation_attempts = 1
-                self.updated_at = now
                 self._log(step, StepStatus.COMPENSATING.value, COMPENSATION[step].value)
-                return [Outgoing(COMPENSATION[step], self._compensation_payload())]
+                return [self._undo(step, now, policy)]
         if any(s.status is StepStatus.COMPENSATION_FAILED for s in self.steps.values()):
             return self._fail(now)
-        return self._cancel(now)
+        return self._cancel(now, policy)
 
     def _fail(self, now: datetime) -> list[Outgoing]:
         """A compensation could not be done: the saga stops here for a human to look at."""
@@ -301,7 +493,7 @@ class Saga:
         self._log(SAGA, SagaStatus.FAILED.value, T.ORDER_FAILED.value, self.failure_reason)
         return [Outgoing(T.ORDER_FAILED, {"reason": self.failure_reason})]
 
-    def _cancel(self, now: datetime) -> list[Outgoing]:
+    def _cancel(self, now: datetime, policy: SagaPolicy) -> list[Outgoing]:
         self.status = SagaStatus.CANCELLED
         self.updated_at = now
         reason = self.failure_reason or "cancelled"
@@ -318,11 +510,24 @@ class Saga:
         )
         return [
             Outgoing(T.ORDER_CANCELLED, {"reason": reason}),
-            Outgoing(
+            self._dispatch(
+                Step.NOTIFICATION,
                 T.NOTIFICATION_SEND,
                 self._notification_payload(NotificationKind.ORDER_CANCELLED, reason),
+                now,
+                policy,
             ),
         ]
+
+    def _payload_for(self, step: Step, command: T) -> dict[str, Any]:
+        """The payload of the command in flight, rebuilt identically for a re-send."""
+        if command is COMPENSATION.get(step):
+            return self._compensation_payload()
+        if step is Step.NOTIFICATION and self.status is not SagaStatus.RUNNING:
+            return self._notification_payload(
+                NotificationKind.ORDER_CANCELLED, self.failure_reason or "cancelled"
+            )
+        return self._command_payload(step)
 
     def _command_payload(self, step: Step) -> dict[str, Any]:
         o = self.order

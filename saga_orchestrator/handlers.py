@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from uuid import uuid4
 
 from saga_orchestrator import repository
-from saga_orchestrator.domain import REPLIES, CompensationPolicy, Outgoing, Saga
+from saga_orchestrator.domain import REPLIES, Outgoing, Saga, SagaPolicy
 from saga_orchestrator.settings import Settings
 from shared_domain.contracts import Envelope, MessageType, OrderCreated, utcnow
 from shared_domain.db import UnitOfWork
@@ -17,20 +18,41 @@ log = logging.getLogger(__name__)
 SOURCE = "saga_orchestrator"
 
 
-def _emit(uow: UnitOfWork, cause: Envelope, outgoing: list[Outgoing]) -> None:
+def emit(uow: UnitOfWork, saga: Saga, outgoing: list[Outgoing], cause: Envelope | None) -> None:
+    """Stage the saga's messages. A command keeps the id the saga gave it, so a re-send
+    is the same message to the service's inbox."""
     for out in outgoing:
-        uow.emit(cause.follow(out.type, out.payload, SOURCE), delay=out.delay)
+        uow.emit(
+            Envelope(
+                message_id=out.message_id or uuid4(),
+                type=out.type.value,
+                saga_id=saga.id,
+                order_id=saga.order_id,
+                correlation_id=saga.correlation_id or (cause.correlation_id if cause else ""),
+                causation_id=cause.message_id if cause else None,
+                source=SOURCE,
+                attempt=out.attempt,
+                payload=out.payload,
+            ),
+            delay=out.delay,
+        )
+
+
+def describe(saga: Saga, outgoing: list[Outgoing]) -> str:
+    reason = f" ({saga.failure_reason})" if saga.is_terminal and saga.failure_reason else ""
+    sent = ", ".join(f"{o.type}" + (f" #{o.attempt}" if o.attempt > 1 else "") for o in outgoing)
+    return f"saga {saga.status}{reason}, next: {sent or 'nothing'}"
 
 
 def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
-    policy = CompensationPolicy(
-        max_attempts=rt.settings.compensation_max_attempts,
-        base_delay=rt.settings.compensation_retry_delay,
-    )
+    policy: SagaPolicy = rt.settings.saga_policy()
 
     async def start_saga(envelope: Envelope, order: OrderCreated) -> None:
         saga = Saga(
-            id=envelope.saga_id, order_id=envelope.order_id, order=order.model_dump(mode="json")
+            id=envelope.saga_id,
+            order_id=envelope.order_id,
+            order=order.model_dump(mode="json"),
+            correlation_id=envelope.correlation_id,
         )
         async with rt.uow() as uow:
             if not await uow.claim(envelope):
@@ -40,14 +62,14 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                     envelope.order_id,
                 )
                 return
-            outgoing = saga.start(utcnow())
+            outgoing = saga.start(utcnow(), policy)
             if not await repository.add(uow.conn, saga):
                 log.info(
                     "saga for order %s already exists; order.created ignored", envelope.order_id
                 )
                 await uow.commit()
                 return
-            _emit(uow, envelope, outgoing)
+            emit(uow, saga, outgoing, envelope)
             await uow.commit()
         log.info(
             "saga %s started for order %s (total %s)", saga.id, saga.order_id, order.total_amount
@@ -81,16 +103,9 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 await uow.commit()
                 return
             await repository.save(uow.conn, saga)
-            _emit(uow, envelope, outgoing)
+            emit(uow, saga, outgoing, envelope)
             await uow.commit()
-        log.info(
-            "order %s: %s -> saga %s%s, next: %s",
-            saga.order_id,
-            reply,
-            saga.status,
-            f" ({saga.failure_reason})" if saga.is_terminal and saga.failure_reason else "",
-            ", ".join(o.type for o in outgoing) or "nothing",
-        )
+        log.info("order %s: %s -> %s", saga.order_id, reply, describe(saga, outgoing))
 
     handlers: dict[MessageType, Handler] = {MessageType.ORDER_CREATED: start_saga}
     handlers.update({reply: advance for reply in REPLIES})

@@ -3,6 +3,7 @@ orchestrator replicas can never advance one saga twice."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -11,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from saga_orchestrator.domain import Saga, SagaStatus, Step, StepState
-from saga_orchestrator.tables import saga_history, sagas
+from saga_orchestrator.tables import admin_audit, saga_history, sagas
 
 
 class ConcurrentUpdate(Exception):
@@ -26,6 +27,7 @@ def _row(saga: Saga) -> dict[str, Any]:
         "failure_reason": saga.failure_reason,
         "steps": {k.value: v.to_dict() for k, v in saga.steps.items()},
         "updated_at": saga.updated_at,
+        "deadline_at": saga.deadline,
     }
 
 
@@ -37,6 +39,7 @@ async def add(conn: AsyncConnection, saga: Saga) -> bool:
             id=saga.id,
             order_id=saga.order_id,
             order_data=saga.order,
+            correlation_id=saga.correlation_id,
             version=1,
             created_at=saga.created_at,
             **_row(saga),
@@ -54,8 +57,25 @@ async def get_for_update(conn: AsyncConnection, saga_id: UUID) -> Saga | None:
     row = (
         await conn.execute(select(sagas).where(sagas.c.id == saga_id).with_for_update())
     ).one_or_none()
-    if row is None:
-        return None
+    return None if row is None else _saga(row)
+
+
+async def due_for_update(conn: AsyncConnection, now: datetime, limit: int) -> list[Saga]:
+    """Sagas whose command in flight is past its deadline, locked; rows another replica
+    holds are skipped, so each one is handled by one replica."""
+    rows = (
+        await conn.execute(
+            select(sagas)
+            .where(sagas.c.deadline_at <= now)
+            .order_by(sagas.c.deadline_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    return [_saga(row) for row in rows]
+
+
+def _saga(row: Any) -> Saga:
     return Saga(
         id=row.id,
         order_id=row.order_id,
@@ -66,6 +86,7 @@ async def get_for_update(conn: AsyncConnection, saga_id: UUID) -> Saga | None:
         created_at=row.created_at,
         updated_at=row.updated_at,
         version=row.version,
+        correlation_id=row.correlation_id,
     )
 
 
@@ -113,6 +134,7 @@ def _view(row: Any) -> dict[str, Any]:
         "failure_reason": row.failure_reason,
         "steps": row.steps,
         "version": row.version,
+        "deadline_at": row.deadline_at,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }
@@ -161,3 +183,19 @@ async def get_saga(engine: AsyncEngine, saga_id: UUID) -> dict[str, Any] | None:
         for h in history
     ]
     return view
+
+
+# ---------------------------------------------------------------- admin audit log
+
+
+async def record_audit(conn: AsyncConnection, **entry: Any) -> None:
+    await conn.execute(insert(admin_audit).values(**entry))
+
+
+async def list_audit(engine: AsyncEngine, limit: int) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(select(admin_audit).order_by(admin_audit.c.id.desc()).limit(limit))
+        ).all()
+    # str(): column names are a str subclass, which orjson refuses as keys
+    return [{str(k): v for k, v in row._asdict().items()} for row in rows]

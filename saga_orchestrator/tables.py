@@ -9,6 +9,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -30,7 +31,15 @@ sagas = Table(
     Column("version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("correlation_id", String(100), nullable=False, server_default=""),
+    # The earliest deadline of the command in flight; NULL when nothing is awaited.
+    Column("deadline_at", DateTime(timezone=True), nullable=True),
     Index("ix_sagas_status_created", "status", "created_at"),
+    Index(
+        "ix_sagas_deadline_at",
+        "deadline_at",
+        postgresql_where=text("deadline_at IS NOT NULL"),
+    ),
 )
 
 saga_history = Table(
@@ -43,6 +52,21 @@ saga_history = Table(
     Column("message_type", String(50), nullable=False),
     Column("detail", Text, nullable=True),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Who did what through the admin API, and how it ended.
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(50), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("detail", Text, nullable=True),
+    Column("request_id", String(100), nullable=True),
+    Index("ix_admin_audit_at", "at"),
 )
 
 outbox = define_outbox_table(metadata)

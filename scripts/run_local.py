@@ -1,6 +1,10 @@
 """Run the whole stack on this machine, in the foreground, until Ctrl-C.
 
-    python -m scripts.run_local [--services NAME ...] [--env KEY=VALUE ...]
+    python -m scripts.run_local [--services NAME ...] [--env KEY=VALUE ...] [--scale NAME=N ...]
+
+`--scale payment_service=3` runs three replicas of a service (the orchestrator too), as
+`docker compose up --scale` does: replica 1 keeps the service's port, the others get free
+ports, and all of them share the service's database and queue.
 
 Checks that PostgreSQL and RabbitMQ are reachable (same settings as the services: the
 environment, then `.env`, then the defaults), starts the services, waits until every one is
@@ -62,6 +66,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="extra environment for every service, repeatable (e.g. PAYMENT_FAILURE_RATE=1)",
     )
     parser.add_argument(
+        "--scale",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="run N replicas of a service, repeatable (e.g. --scale saga_orchestrator=3)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=START_TIMEOUT,
@@ -75,6 +86,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--env expects KEY=VALUE, got {item!r}")
         extra[key.strip()] = value
     args.extra_env = extra
+    replicas: dict[str, int] = {}
+    for item in args.scale:
+        name, sep, count = item.partition("=")
+        if not sep or name not in SERVICES or not count.isdigit() or not 1 <= int(count) <= 20:
+            parser.error(
+                f"--scale expects NAME=N with NAME one of {', '.join(SERVICES)} and N in 1..20, "
+                f"got {item!r}"
+            )
+        replicas[name] = int(count)
+    args.replicas = replicas
     # Keep the documented order whatever order they were given in.
     args.services = [s for s in SERVICES if s in args.services]
     return args
@@ -168,7 +189,11 @@ def report_unreachable(
 
 def print_table(stack: Stack, services: Sequence[str], settings: ServiceSettings) -> None:
     rows = [("SERVICE", "URL", "HEALTH")]
-    rows += [(s, stack.url(s), stack.url(s) + HEALTH_PATH) for s in services]
+    rows += [
+        (name, stack.url(name), stack.url(name) + HEALTH_PATH)
+        for s in services
+        for name in stack.instances(s)
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -202,7 +227,12 @@ async def run(args: argparse.Namespace) -> int:
 
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
-    stack = Stack(env=args.extra_env, ports=service_ports(args.extra_env), echo=True)
+    stack = Stack(
+        env=args.extra_env,
+        ports=service_ports(args.extra_env),
+        echo=True,
+        replicas=args.replicas,
+    )
 
     def on_signal(sig: signal.Signals) -> None:
         if stop_requested.is_set():

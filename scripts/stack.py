@@ -9,6 +9,12 @@ tests::
     async with Stack(db_prefix="e2e_", env={"PAYMENT_FAILURE_RATE": "1"}) as stack:
         ...  # talk to stack.url("order_service")
 
+Any service can run as several replicas (`replicas={"payment_service": 3}`), like
+`docker compose up --scale`. Replica 1 is named after its service and listens on the
+service's port; replica k is named `service#k` and gets a free port. Every method takes
+either name: a plain service name means all of its replicas for `start`, `stop`,
+`restart` and `kill`, and replica 1 for the queries (`url`, `pid`, ...).
+
 The processes stay children of the caller. `stop()` always reaps them, and a caller that is
 cancelled half-way through `start()` or `stop()` leaves nothing running behind it.
 """
@@ -19,8 +25,9 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +106,21 @@ class _Child:
     log: IO[str] | None
 
 
+def replica_name(service: str, index: int) -> str:
+    return service if index == 1 else f"{service}#{index}"
+
+
+def base_service(name: str) -> str:
+    return name.partition("#")[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def describe_exit(returncode: int | None) -> str:
     """`exited with code 1`, `was killed by SIGKILL`, or `is running`."""
     if returncode is None:
@@ -142,9 +164,20 @@ class Stack:
         log_dir: Path | None = None,
         echo: bool = False,
         cwd: Path | None = None,
+        replicas: Mapping[str, int] | None = None,
     ) -> None:
         self._env = dict(env or {})
+        self._replicas = {s: 1 for s in SERVICES}
+        for service, count in (replicas or {}).items():
+            if service not in self._replicas:
+                raise ValueError(f"unknown service {service!r}")
+            if count < 1:
+                raise ValueError(f"{service} needs at least one replica, not {count}")
+            self._replicas[service] = count
         self._ports = {**DEFAULT_PORTS, **(ports or {})}
+        for service, count in self._replicas.items():
+            for index in range(2, count + 1):
+                self._ports[replica_name(service, index)] = _free_port()
         self._db_prefix = db_prefix
         self._python = python
         self._log_dir = Path(log_dir) if log_dir is not None else None
@@ -153,9 +186,9 @@ class Stack:
         self._cwd = Path(cwd) if cwd is not None else REPO_ROOT
         self._children: dict[str, _Child] = {}
         self._service_env: dict[str, dict[str, str]] = {s: {} for s in SERVICES}
-        self._lines: dict[str, deque[str]] = {s: deque(maxlen=OUTPUT_LINES) for s in SERVICES}
-        self._line_count: dict[str, int] = dict.fromkeys(SERVICES, 0)
-        self._run_start: dict[str, int] = dict.fromkeys(SERVICES, 0)
+        self._lines: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=OUTPUT_LINES))
+        self._line_count: dict[str, int] = defaultdict(int)
+        self._run_start: dict[str, int] = defaultdict(int)
         self._logs_opened: set[str] = set()
 
     # -- queries ---------------------------------------------------------------------------
@@ -167,8 +200,13 @@ class Stack:
         return self._ports[self._name(service)]
 
     def database(self, service: str) -> str:
-        """The database name the service is given (DB_NAME)."""
-        return self._db_prefix + DEFAULT_DB[self._name(service)]
+        """The database name the service is given (DB_NAME); replicas share it."""
+        return self._db_prefix + DEFAULT_DB[base_service(self._name(service))]
+
+    def instances(self, service: str | None = None) -> list[str]:
+        """The replica names of a service (of every service by default), in order."""
+        services = SERVICES if service is None else (base_service(self._name(service)),)
+        return [replica_name(s, i) for s in services for i in range(1, self._replicas[s] + 1)]
 
     def output(self, service: str) -> list[str]:
         """Lines the service printed so far (the last OUTPUT_LINES, across restarts)."""
@@ -198,7 +236,7 @@ class Stack:
 
     async def start(
         self,
-        services: Iterable[str] = SERVICES,
+        services: Iterable[str] | None = None,
         timeout: float = 60,  # noqa: ASYNC109 - one deadline for spawning and health checks
     ) -> None:
         """Spawn the services not running yet, then wait until every one is healthy.
@@ -206,7 +244,7 @@ class Stack:
         Raises StackError naming the service if one exits early or is not healthy within
         `timeout` seconds; the processes this call spawned are stopped again then.
         """
-        names = self._names(services)
+        names = self._names(services if services is not None else SERVICES)
         deadline = asyncio.get_running_loop().time() + timeout
         spawned: list[str] = []
         try:
@@ -219,7 +257,7 @@ class Stack:
                     raise StackError(
                         name,
                         f"port {self._ports[name]} is already in use by another process "
-                        f"(set {PORT_ENV[name]} or stop that process)",
+                        f"(set {PORT_ENV[base_service(name)]} or stop that process)",
                     )
                 await self._spawn(name)
                 spawned.append(name)
@@ -270,16 +308,18 @@ class Stack:
     ) -> None:
         """Stop the service and start it again with `env` merged over the extra env it had
         before; that env stays with this service for later restarts."""
-        name = self._name(service)
-        await self.stop([name])
-        self._service_env[name].update(env or {})
-        await self.start([name], timeout=timeout)
+        names = self._names([service])
+        await self.stop(names)
+        self._service_env[base_service(self._name(service))].update(env or {})
+        await self.start(names, timeout=timeout)
 
     def kill(self, service: str) -> None:
-        """SIGKILL the service's process (a crash); `stop()` or `start()` reaps it later."""
-        child = self._children.get(self._name(service))
-        if child is not None:
-            _send(child.process, signal.SIGKILL)
+        """SIGKILL the process (a crash); a plain service name kills all its replicas.
+        `stop()` or `start()` reaps it later."""
+        for name in self._names([service]):
+            child = self._children.get(name)
+            if child is not None:
+                _send(child.process, signal.SIGKILL)
 
     async def wait_exit(self, services: Iterable[str] | None = None) -> tuple[str, int]:
         """Wait until one of the services' processes ends; return its name and exit status."""
@@ -317,25 +357,31 @@ class Stack:
     # -- internals -------------------------------------------------------------------------
 
     def _name(self, service: str) -> str:
-        if service not in DEFAULT_DB:
+        base, _, index = service.partition("#")
+        if base not in DEFAULT_DB:
             raise ValueError(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
+        if index and not (index.isdigit() and 2 <= int(index) <= self._replicas[base]):
+            raise ValueError(f"{base} has no replica {index!r} (it has {self._replicas[base]})")
         return service
 
     def _names(self, services: Iterable[str]) -> list[str]:
+        """Instance names: a plain service name stands for all of its replicas."""
         if isinstance(services, str):  # a lone name, not an iterable of its characters
             services = [services]
         names: list[str] = []
         for service in services:
-            if self._name(service) not in names:
-                names.append(service)
+            expanded = [service] if "#" in self._name(service) else self.instances(service)
+            names += [n for n in expanded if n not in names]
         return names
 
-    def _child_env(self, service: str) -> dict[str, str]:
+    def _child_env(self, name: str) -> dict[str, str]:
+        service = base_service(name)
         env = dict(os.environ)
         env.update(self._env)
         env["DB_NAME"] = self.database(service)
         env.update(self._service_env[service])
-        env[PORT_ENV[service]] = str(self._ports[service])
+        env[PORT_ENV[service]] = str(self._ports[name])
+        env["INSTANCE_NAME"] = name
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
@@ -345,7 +391,7 @@ class Stack:
             process = await asyncio.create_subprocess_exec(
                 self._python,
                 "-m",
-                service,
+                base_service(service),
                 cwd=self._cwd,
                 env=self._child_env(service),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -390,10 +436,10 @@ class Stack:
                 log.flush()
         if self._echo:
             # The prefix names the service already; drop the service's own tag.
-            line = line.replace(f" [{service}] ", " ", 1)
-            prefix = f"{service:<20} |"
+            line = line.replace(f" [{base_service(service)}] ", " ", 1)
+            prefix = f"{service:<22} |"
             if self._color:
-                color = _COLORS[SERVICES.index(service) % len(_COLORS)]
+                color = _COLORS[SERVICES.index(base_service(service)) % len(_COLORS)]
                 prefix = f"\033[{color}m{prefix}\033[0m"
             with contextlib.suppress(OSError, ValueError):
                 sys.stdout.write(f"{prefix} {line}\n")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared_domain import inbox
@@ -80,8 +81,11 @@ class UnitOfWork:
     async def commit(self) -> None:
         if self._staged:
             now = utcnow()
+            # A re-sent command keeps its message id: if the first send is still waiting
+            # in the outbox, that row already covers it.
             await self.conn.execute(
-                insert(self._outbox), [outbox_row(s, now) for s in self._staged]
+                insert(self._outbox).on_conflict_do_nothing(index_elements=["id"]),
+                [outbox_row(s, now) for s in self._staged],
             )
         await self.conn.commit()
         self.committed = True

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared_domain.contracts import utcnow
+from shared_domain.retry import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -168,5 +169,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JsonResponse:
+        if is_outage(exc):
+            # Nothing was stored (the transaction could not commit): safe to try again.
+            log.warning("%s %s: dependency unavailable: %s", request.method, request.url.path, exc)
+            response = error_response(
+                request,
+                503,
+                "service_unavailable",
+                "A dependency (database or broker) is unavailable; retry shortly",
+            )
+            response.headers["Retry-After"] = "1"
+            return response
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(request, 500, "internal_error", "Internal server error")

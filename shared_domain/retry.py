@@ -1,10 +1,24 @@
-"""Retry policies, declared once and used everywhere."""
+"""Retry policies, declared once and used everywhere.
+
+- `Backoff`: the one exponential-backoff-with-jitter formula. The consumer uses it for
+  redelivery delays, the saga for compensation retries and for re-sending a command whose
+  step timed out.
+- `startup_retrying`: waiting for a dependency while a process starts.
+- `call_retrying`: a few quick tries of an outbound call (payment provider, carrier, mail).
+- `is_outage`: whether a failure means "a dependency is unreachable" rather than "this
+  message is bad"; the consumer retries the first kind without spending the message's
+  retry budget, so an outage of any length dead-letters nothing.
+"""
 
 from __future__ import annotations
 
 import random
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import asyncpg
+from sqlalchemy.exc import DBAPIError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -17,14 +31,20 @@ from tenacity import (
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff with full jitter on the upper half: delay(n) for retry n (0-based)."""
+    """delay(n) for retry n (0-based): base * 2**n capped at `maximum`, less a random share
+    of at most `jitter` of it, so that many clients retrying at once spread out.
+    With jitter 0 the delay is exact."""
 
     base: float
     maximum: float
+    jitter: float = 0.5
 
-    def delay(self, retry: int) -> float:
-        ceiling = min(self.maximum, self.base * (2**retry))
-        return ceiling / 2 + random.random() * ceiling / 2
+    def ceiling(self, retry: int) -> float:
+        return float(min(self.maximum, self.base * (2 ** min(retry, 62))))
+
+    def delay(self, retry: int, rand: Callable[[], float] = random.random) -> float:
+        ceiling = self.ceiling(retry)
+        return ceiling - ceiling * self.jitter * rand()
 
 
 def startup_retrying(timeout: float, *errors: type[BaseException]) -> AsyncRetrying:
@@ -45,3 +65,35 @@ def call_retrying(attempts: int, base: float, *errors: type[BaseException]) -> A
         stop=stop_after_attempt(attempts),
         reraise=True,
     )
+
+
+_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,  # refused, reset, aborted
+    socket.gaierror,  # the host name does not resolve
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: admin shutdown, cannot connect
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,  # the connection closed under us
+)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when the error says PostgreSQL or the network is unavailable."""
+    for err in _chain(exc):
+        if isinstance(err, DBAPIError) and err.connection_invalidated:
+            return True
+        if isinstance(err, _OUTAGE_ERRORS):
+            return True
+        if "not currently accepting connections" in str(err):  # ALLOW_CONNECTIONS false
+            return True
+    return False

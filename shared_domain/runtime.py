@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -45,6 +45,8 @@ class ServiceDefinition(Generic[S]):
     build_handlers: Callable[[Runtime[S]], Mapping[Any, Handler]]
     router: APIRouter
     seed: Callable[[AsyncConnection], Awaitable[None]] | None = None
+    # Extra loops the service runs beside its consumer until it stops.
+    background: tuple[Callable[[Runtime[S], asyncio.Event], Coroutine[Any, Any, None]], ...] = ()
 
 
 class Runtime(Generic[S]):
@@ -103,6 +105,8 @@ class Runtime(Generic[S]):
         )
         await consumer.start()
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="outbox-sweep"))
+        for loop in self.definition.background:
+            self._tasks.append(asyncio.create_task(loop(self, self._stop), name=loop.__name__))
 
     async def stop(self) -> None:
         self._stop.set()
@@ -189,8 +193,8 @@ async def ensure_database(settings: ServiceSettings) -> None:
                     try:
                         await admin.execute(f'CREATE DATABASE "{settings.db_name}"')
                         log.info("created database %s", settings.db_name)
-                    except asyncpg.DuplicateDatabaseError:
-                        pass
+                    except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                        pass  # a replica starting beside us created it first
                     finally:
                         await admin.close()
                     conn = await connect(settings.db_name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import uuid
 from urllib.parse import quote
@@ -24,6 +25,39 @@ RABBIT_PASSWORD = os.environ.get("RABBITMQ_PASSWORD", "guest")
 MANAGEMENT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 
 RUN_ID = uuid.uuid4().hex[:8]
+
+# The seeded catalogue, as the stacks under test start with it.
+TERMINAL = {"completed", "cancelled", "failed"}
+LAPTOP = "550e8400-e29b-41d4-a716-446655440001"
+MOUSE = "550e8400-e29b-41d4-a716-446655440002"
+HUB = "550e8400-e29b-41d4-a716-446655440003"
+KEYBOARD = "550e8400-e29b-41d4-a716-446655440004"
+MONITOR = "550e8400-e29b-41d4-a716-446655440005"
+PRICES = {LAPTOP: "1299.99", MOUSE: "49.99", HUB: "79.99", KEYBOARD: "159.99", MONITOR: "299.99"}
+INITIAL_STOCK = {LAPTOP: 50, MOUSE: 100, HUB: 75, KEYBOARD: 30, MONITOR: 25}
+ADDRESS = {
+    "street": "1 Main St",
+    "city": "Springfield",
+    "state": "IL",
+    "zip_code": "62701",
+    "country": "US",
+}
+# Every command routing key: a poison message goes to each.
+POISON_KEYS = [
+    "payment.process",
+    "payment.refund",
+    "inventory.reserve",
+    "inventory.release",
+    "shipping.create",
+    "shipping.cancel",
+    "notification.send",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def test_env(vhost: str) -> dict[str, str]:

@@ -61,12 +61,23 @@ class Broker:
 
     @property
     def is_connected(self) -> bool:
+        # `connected` is cleared while the robust connection is reconnecting, when
+        # `is_closed` still says False.
+        connected = getattr(self._connection, "connected", None)
         return (
             self._connection is not None
             and not self._connection.is_closed
+            and (connected is None or connected.is_set())
             and self._publish_channel is not None
             and not self._publish_channel.is_closed
         )
+
+    async def open_channel(self) -> AbstractChannel:
+        """A short-lived channel of its own, with publisher confirms (dead-letter tooling).
+        Closing it requeues whatever it fetched and did not ack."""
+        if self._connection is None:
+            raise RuntimeError("broker is not connected")
+        return await self._connection.channel(publisher_confirms=True)
 
     @property
     def consume_channel(self) -> AbstractChannel:

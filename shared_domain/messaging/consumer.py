@@ -5,7 +5,9 @@
   republished to the dead-letter exchange with the reason in its headers, then acked,
   so it never loops and never stops the consumer;
 - anything else is taken as transient: republished to `<queue>.retry` with an
-  exponential, jittered delay, and dead-lettered once the retries are used up.
+  exponential, jittered delay, and dead-lettered once the retries are used up;
+- except an outage (the database or network unreachable): retried the same way for as
+  long as it lasts, without spending the message's retry budget.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from pydantic import BaseModel, ValidationError
 from shared_domain.contracts import PAYLOADS, Envelope, MessageType, utcnow
 from shared_domain.messaging.broker import Broker, OutgoingMessage
 from shared_domain.messaging.topology import DEAD_LETTER_EXCHANGE, QueueSpec
-from shared_domain.retry import Backoff
+from shared_domain.retry import Backoff, is_outage
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope, Any], Awaitable[None]]
 
 RETRY_COUNT_HEADER = "x-retry-count"
+OUTAGE_COUNT_HEADER = "x-outage-retries"
 
 
 class PermanentError(Exception):
@@ -100,6 +103,21 @@ class Consumer:
         raw = (message.headers or {}).get(RETRY_COUNT_HEADER)
         retries = raw if isinstance(raw, int) else 0
         error = _describe(exc)
+        headers = dict(message.headers or {})
+        if is_outage(exc):
+            raw = headers.get(OUTAGE_COUNT_HEADER)
+            outages = raw if isinstance(raw, int) else 0
+            delay = self._backoff.delay(outages)
+            log.warning(
+                "%s for order %s: dependency unavailable (%s); retry in %.2fs (not counted)",
+                envelope.type,
+                envelope.order_id,
+                error,
+                delay,
+            )
+            headers[OUTAGE_COUNT_HEADER] = outages + 1
+            await self._schedule(message, headers, delay)
+            return
         if retries >= self._max_retries:
             log.error(
                 "%s for order %s failed %d times, dead-lettering: %s",
@@ -120,9 +138,14 @@ class Consumer:
             self._max_retries,
             delay,
         )
-        headers = dict(message.headers or {})
         headers[RETRY_COUNT_HEADER] = retries + 1
         headers["x-last-error"] = error[:500]
+        await self._schedule(message, headers, delay)
+
+    async def _schedule(
+        self, message: AbstractIncomingMessage, headers: dict[str, Any], delay: float
+    ) -> None:
+        """Park the message in the retry queue for `delay` seconds, then ack it here."""
         try:
             await self._broker.publish(
                 _copy(message, "", self._spec.retry, headers),

@@ -4,7 +4,6 @@ own databases; the tests talk to them over HTTP only."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,36 +16,30 @@ import httpx
 import pytest
 
 from scripts.stack import SERVICES, Stack
-from tests.support import create_vhost, delete_vhost, test_env
+from tests.support import (  # noqa: F401 - the catalogue is re-exported for the e2e tests
+    ADDRESS,
+    HUB,
+    INITIAL_STOCK,
+    KEYBOARD,
+    LAPTOP,
+    MONITOR,
+    MOUSE,
+    PRICES,
+    TERMINAL,
+    create_vhost,
+    delete_vhost,
+    free_port,
+    test_env,
+)
 
 pytestmark = pytest.mark.e2e
 
-TERMINAL = {"completed", "cancelled", "failed"}
-LAPTOP = "550e8400-e29b-41d4-a716-446655440001"
-MOUSE = "550e8400-e29b-41d4-a716-446655440002"
-HUB = "550e8400-e29b-41d4-a716-446655440003"
-KEYBOARD = "550e8400-e29b-41d4-a716-446655440004"
-MONITOR = "550e8400-e29b-41d4-a716-446655440005"
-PRICES = {LAPTOP: "1299.99", MOUSE: "49.99", HUB: "79.99", KEYBOARD: "159.99", MONITOR: "299.99"}
-INITIAL_STOCK = {LAPTOP: 50, MOUSE: 100, HUB: 75, KEYBOARD: 30, MONITOR: 25}
-ADDRESS = {
-    "street": "1 Main St",
-    "city": "Springfield",
-    "state": "IL",
-    "zip_code": "62701",
-    "country": "US",
-}
+ADMIN_KEY = "e2e-admin-key-0123456789"
 RATE_ENV = {
     "payment_service": "PAYMENT_FAILURE_RATE",
     "shipping_service": "SHIPPING_FAILURE_RATE",
     "notification_service": "NOTIFICATION_FAILURE_RATE",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def line(product: str, quantity: int = 1) -> dict[str, Any]:
@@ -61,6 +54,7 @@ class Api:
     client: httpx.AsyncClient
     placed: list[dict[str, Any]] = field(default_factory=list)
     env: dict[str, dict[str, str]] = field(default_factory=dict)
+    vhost: str = "/"
 
     def url(self, service: str, path: str) -> str:
         return f"{self.stack.url(service)}/api/v1{path}"
@@ -164,6 +158,7 @@ async def api(
         "COMPENSATION_MAX_ATTEMPTS": "3",
         "COMPENSATION_RETRY_DELAY": "0.1",
         "NOTIFICATION_RETRY_DELAY": "0.01",
+        "ADMIN_API_KEY": ADMIN_KEY,
     }
     stack = Stack(
         env=env,
@@ -172,7 +167,12 @@ async def api(
         log_dir=log_dir,
     )
     async with stack, httpx.AsyncClient(timeout=15) as client:
-        yield Api(stack, client, env={s: {knob: "0.0"} for s, knob in RATE_ENV.items()})
+        yield Api(
+            stack,
+            client,
+            env={s: {knob: "0.0"} for s, knob in RATE_ENV.items()},
+            vhost=e2e_vhost,
+        )
 
 
 def money(value: str | int | float) -> Decimal:

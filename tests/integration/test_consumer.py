@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aio_pika
+import asyncpg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
@@ -161,6 +162,26 @@ async def test_retries_are_bounded_then_dead_lettered(consume, channel):
     assert dead.headers["x-dead-letter-reason"] == "retries_exhausted"
     assert dead.headers["x-retry-count"] == 2
     assert "TimeoutError: downstream timeout" in str(dead.headers["x-error"])
+
+
+async def test_an_outage_is_retried_past_the_retry_budget(consume, channel):
+    """A database that is down says nothing about the message: it is never dead-lettered
+    for that, however many rounds the outage lasts."""
+    attempts = 0
+
+    async def database_down(env: Envelope, _payload: object) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 5:  # more than max_retries=2
+            raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+
+    await consume(database_down)
+    await publish(channel, envelope().model_dump_json().encode())
+    await wait_for(lambda: attempts == 6, timeout=10)
+    await asyncio.sleep(0.3)
+    queue = await channel.get_queue(PAYMENT_COMMANDS.dlq)
+    assert await queue.get(no_ack=True, fail=False) is None
+    assert attempts == 6
 
 
 async def test_permanent_error_is_dead_lettered_without_retry(consume, channel):

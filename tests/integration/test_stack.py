@@ -147,3 +147,37 @@ async def test_start_fails_when_postgres_is_unreachable(db_prefix: str) -> None:
         assert stack.services == []
     finally:
         await stack.stop()
+
+
+async def test_replicas_run_side_by_side_and_die_alone(vhost: str, db_prefix: str) -> None:
+    stack = Stack(
+        env={"RABBITMQ_VHOST": vhost},
+        ports={SERVICE: free_port()},
+        db_prefix=db_prefix,
+        replicas={SERVICE: 3},
+    )
+    try:
+        await stack.start([SERVICE], timeout=90)
+        names = stack.instances(SERVICE)
+        assert names == [SERVICE, f"{SERVICE}#2", f"{SERVICE}#3"]
+        pids = {stack.pid(n) for n in names}
+        assert None not in pids and len(pids) == 3
+        assert len({stack.port(n) for n in names}) == 3
+        assert {process_env(p)["DB_NAME"] for p in pids if p} == {f"{db_prefix}inventory_db"}
+        assert process_env(stack.pid(f"{SERVICE}#2") or 0)["INSTANCE_NAME"] == f"{SERVICE}#2"
+
+        stack.kill(f"{SERVICE}#2")
+        killed, code = await stack.wait_exit([f"{SERVICE}#2"])
+        assert (killed, code) == (f"{SERVICE}#2", -9)
+        assert stack.running(SERVICE) and stack.running(f"{SERVICE}#3")
+        async with httpx.AsyncClient(timeout=10) as client:
+            for name in (SERVICE, f"{SERVICE}#3"):
+                assert (await client.get(stack.url(name) + HEALTH_PATH)).status_code == 200
+
+        await stack.start([f"{SERVICE}#2"], timeout=90)  # brought back alone
+        assert stack.running(f"{SERVICE}#2")
+        with pytest.raises(ValueError, match="no replica"):
+            stack.pid(f"{SERVICE}#4")
+    finally:
+        await stack.stop()
+    assert stack.services == []

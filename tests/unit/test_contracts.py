@@ -25,14 +25,7 @@ from shared_domain.contracts import (
     ProcessPayment,
     exchange_for,
 )
-
-ADDRESS = {
-    "street": "1 Main St",
-    "city": "Springfield",
-    "state": "IL",
-    "zip_code": "62701",
-    "country": "US",
-}
+from tests.support import ADDRESS
 
 
 def envelope(**overrides: Any) -> Envelope:

@@ -115,11 +115,11 @@ def test_move_to_follows_the_lifecycle(path: list[OrderStatus]) -> None:
     assert [c.status for c in order.changes] == [OrderStatus.PENDING, *path]
 
 
-@pytest.mark.parametrize(
-    "terminal", [OrderStatus.COMPLETED, OrderStatus.CANCELLED, OrderStatus.FAILED]
-)
+@pytest.mark.parametrize("terminal", [OrderStatus.COMPLETED, OrderStatus.CANCELLED])
 @pytest.mark.parametrize("status", list(OrderStatus))
-def test_terminal_order_never_moves(terminal: OrderStatus, status: OrderStatus) -> None:
+def test_completed_or_cancelled_order_never_moves(
+    terminal: OrderStatus, status: OrderStatus
+) -> None:
     order = place(line("1.00"))
     order.move_to(terminal, "why", NOW)
     changes = list(order.changes)
@@ -128,6 +128,26 @@ def test_terminal_order_never_moves(terminal: OrderStatus, status: OrderStatus) 
     assert order.status is terminal
     assert order.changes == changes
     assert order.updated_at == NOW
+
+
+@pytest.mark.parametrize(
+    "status", [OrderStatus.PENDING, OrderStatus.PROCESSING, OrderStatus.FAILED]
+)
+def test_failed_order_ignores_stale_events(status: OrderStatus) -> None:
+    order = place(line("1.00"))
+    order.move_to(OrderStatus.FAILED, "refund failed", NOW)
+
+    assert order.move_to(status, "late", LATER) is False
+    assert order.status is OrderStatus.FAILED
+
+
+def test_failed_order_takes_the_outcome_of_an_operator_retry() -> None:
+    order = place(line("1.00"))
+    order.move_to(OrderStatus.FAILED, "refund failed", NOW)
+
+    assert order.move_to(OrderStatus.CANCELLED, "refunded on retry", LATER) is True
+    assert order.status is OrderStatus.CANCELLED
+    assert order.failure_reason == "refunded on retry"
 
 
 def test_processing_arriving_after_completed_is_ignored() -> None:

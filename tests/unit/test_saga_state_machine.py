@@ -11,9 +11,9 @@ from uuid import uuid4
 import pytest
 
 from saga_orchestrator.domain import (
-    CompensationPolicy,
     Outgoing,
     Saga,
+    SagaPolicy,
     SagaStatus,
     Step,
     StepState,
@@ -21,10 +21,20 @@ from saga_orchestrator.domain import (
 )
 from shared_domain.contracts import PAYLOADS, Address, ItemLine, OrderCreated
 from shared_domain.contracts import MessageType as T
+from shared_domain.retry import Backoff
+
+
+def policy_of(max_attempts: int, base_delay: float, max_delay: float) -> SagaPolicy:
+    """A policy without jitter, so delays are exact."""
+    return SagaPolicy(
+        compensation_max_attempts=max_attempts,
+        compensation_backoff=Backoff(base_delay, max_delay, jitter=0.0),
+    )
+
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
-POLICY = CompensationPolicy(max_attempts=3, base_delay=0.5, max_delay=30.0)
+POLICY = policy_of(3, 0.5, 30.0)
 
 CUSTOMER = uuid4()
 ORDER = OrderCreated(
@@ -50,7 +60,7 @@ def send(
     reply: T,
     payload: dict[str, Any] | None = None,
     now: datetime = NOW,
-    policy: CompensationPolicy = POLICY,
+    policy: SagaPolicy = POLICY,
 ) -> list[Outgoing] | None:
     return saga.handle(reply, payload or {}, now, policy)
 
@@ -63,7 +73,7 @@ def advance(saga: Saga, *replies: T) -> Saga:
 
 def at_payment() -> Saga:
     saga = Saga(id=uuid4(), order_id=uuid4(), order=copy.deepcopy(ORDER))
-    saga.start(NOW)
+    saga.start(NOW, POLICY)
     return saga
 
 
@@ -97,7 +107,7 @@ def releasing_after_shipping_failure() -> Saga:
 
 def failed_compensation() -> Saga:
     saga = refunding_after_inventory_failure()
-    for _ in range(POLICY.max_attempts):
+    for _ in range(POLICY.compensation_max_attempts):
         send(saga, T.PAYMENT_REFUND_FAILED)
     assert saga.status is SagaStatus.FAILED
     return saga
@@ -110,7 +120,7 @@ def statuses(saga: Saga) -> dict[Step, StepStatus]:
 def test_start_marks_order_processing_and_requests_payment() -> None:
     saga = Saga(id=uuid4(), order_id=uuid4(), order=ORDER)
 
-    out = saga.start(NOW)
+    out = saga.start(NOW, POLICY)
 
     assert out == [
         Outgoing(T.ORDER_PROCESSING, {}),
@@ -164,7 +174,7 @@ def test_forward_success_starts_the_next_step(
 
 def test_command_payloads_carry_the_order_data() -> None:
     saga = Saga(id=uuid4(), order_id=uuid4(), order=ORDER)
-    sent = {o.type: o.payload for o in saga.start(NOW)}
+    sent = {o.type: o.payload for o in saga.start(NOW, POLICY)}
     for reply in (T.PAYMENT_PROCESSED, T.INVENTORY_RESERVED, T.SHIPPING_CREATED):
         sent.update({o.type: o.payload for o in send(saga, reply) or []})
 
@@ -294,7 +304,7 @@ def test_shipping_failure_releases_inventory_before_refunding() -> None:
 def test_failing_compensation_is_retried_with_growing_delay_then_fails(
     max_attempts: int,
 ) -> None:
-    policy = CompensationPolicy(max_attempts=max_attempts, base_delay=0.5, max_delay=30.0)
+    policy = policy_of(max_attempts, 0.5, 30.0)
     saga = refunding_after_inventory_failure()
     retries: list[Outgoing] = []
 
@@ -316,13 +326,13 @@ def test_failing_compensation_is_retried_with_growing_delay_then_fails(
     assert payment.error == "provider down"
     assert saga.failure_reason == (
         "inventory failed: inventory.failed; compensation of payment failed after "
-        f"{max_attempts} attempts: provider down"
+        f"{max_attempts} attempt(s): provider down"
     )
     assert out == [Outgoing(T.ORDER_FAILED, {"reason": saga.failure_reason})]
 
 
 def test_compensation_retry_delay_is_capped() -> None:
-    policy = CompensationPolicy(max_attempts=5, base_delay=0.5, max_delay=0.75)
+    policy = policy_of(5, 0.5, 0.75)
     saga = refunding_after_inventory_failure()
 
     delays = [
@@ -366,9 +376,9 @@ def test_retried_compensation_that_succeeds_moves_on() -> None:
 
 
 def test_policy_delay_doubles_up_to_the_maximum() -> None:
-    policy = CompensationPolicy(max_attempts=9, base_delay=1.0, max_delay=5.0)
+    policy = policy_of(9, 1.0, 5.0)
 
-    assert [policy.delay(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert [policy.compensation_delay(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
 
 
 @pytest.mark.parametrize(
@@ -481,7 +491,7 @@ def test_compensation_history() -> None:
 
 
 def test_a_compensation_given_up_on_does_not_stop_the_ones_before_it() -> None:
-    policy = CompensationPolicy(max_attempts=2, base_delay=0.5)
+    policy = policy_of(2, 0.5, 30.0)
     saga = releasing_after_shipping_failure()
 
     retry = send(saga, T.INVENTORY_RELEASE_FAILED, {"reason": "db down"}, policy=policy)
@@ -498,7 +508,7 @@ def test_a_compensation_given_up_on_does_not_stop_the_ones_before_it() -> None:
     assert saga.status is SagaStatus.FAILED
     assert saga.steps[Step.PAYMENT].status is StepStatus.COMPENSATED
     assert saga.failure_reason is not None
-    assert "compensation of inventory failed after 2 attempts: db down" in saga.failure_reason
+    assert "compensation of inventory failed after 2 attempt(s): db down" in saga.failure_reason
     assert (saga.history[-1].step, saga.history[-1].status) == ("saga", "failed")
 
 
@@ -538,7 +548,7 @@ def test_current_step_and_terminal(
 )
 def test_outgoing_payloads_fit_their_contracts(replies: list[T]) -> None:
     saga = Saga(id=uuid4(), order_id=uuid4(), order=ORDER)
-    sent = saga.start(NOW)
+    sent = saga.start(NOW, POLICY)
     for reply in replies:
         out = send(saga, reply, {"reason": "boom"})
         assert out is not None, reply

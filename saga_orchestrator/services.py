@@ -1,0 +1,109 @@
+"""Operator actions on sagas. Each runs in one unit of work: load and lock the saga, let
+the domain decide, save, emit, and write the audit entry, all committed together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from saga_orchestrator import repository
+from saga_orchestrator.domain import Outgoing, Saga, SagaConflict
+from saga_orchestrator.handlers import describe, emit
+from saga_orchestrator.settings import Settings
+from shared_domain.contracts import utcnow
+from shared_domain.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class SagaNotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks, for the audit log."""
+
+    name: str
+    address: str
+    request_id: str | None
+
+    def __str__(self) -> str:
+        return f"{self.name} from {self.address}"
+
+
+async def audit(
+    rt: Runtime[Settings], action: str, target: str, actor: Actor, outcome: str, detail: str | None
+) -> None:
+    """An audit entry on its own (for operations that touch no saga)."""
+    async with rt.engine.begin() as conn:
+        await repository.record_audit(conn, **_entry(action, target, actor, outcome, detail))
+
+
+def _entry(
+    action: str, target: str, actor: Actor, outcome: str, detail: str | None
+) -> dict[str, Any]:
+    log.warning(
+        "admin %s %s by %s: %s%s", action, target, actor, outcome, f" ({detail})" if detail else ""
+    )
+    return {
+        "at": utcnow(),
+        "action": action,
+        "target": target,
+        "actor": str(actor)[:200],
+        "outcome": outcome,
+        "detail": detail,
+        "request_id": actor.request_id,
+    }
+
+
+async def _operate(
+    rt: Runtime[Settings],
+    action: str,
+    saga_id: UUID,
+    actor: Actor,
+    change: Callable[[Saga], list[Outgoing]],
+) -> Saga:
+    target = f"saga {saga_id}"
+    async with rt.uow() as uow:
+        saga = await repository.get_for_update(uow.conn, saga_id)
+        if saga is None:
+            await repository.record_audit(
+                uow.conn, **_entry(action, target, actor, "not_found", None)
+            )
+            await uow.commit()
+            raise SagaNotFound(saga_id)
+        try:
+            outgoing = change(saga)
+        except SagaConflict as exc:
+            await repository.record_audit(
+                uow.conn, **_entry(action, target, actor, "conflict", str(exc))
+            )
+            await uow.commit()
+            raise
+        await repository.save(uow.conn, saga)
+        emit(uow, saga, outgoing, None)
+        await repository.record_audit(
+            uow.conn, **_entry(action, target, actor, "done", describe(saga, outgoing))
+        )
+        await uow.commit()
+    return saga
+
+
+async def retry_saga(rt: Runtime[Settings], saga_id: UUID, actor: Actor) -> Saga:
+    policy = rt.settings.saga_policy()
+    return await _operate(rt, "saga.retry", saga_id, actor, lambda s: s.retry(utcnow(), policy))
+
+
+async def compensate_saga(rt: Runtime[Settings], saga_id: UUID, actor: Actor, reason: str) -> Saga:
+    policy = rt.settings.saga_policy()
+    return await _operate(
+        rt,
+        "saga.compensate",
+        saga_id,
+        actor,
+        lambda s: s.force_compensation(utcnow(), policy, reason),
+    )

@@ -1,0 +1,56 @@
+"""The deadline watcher: re-sends commands whose reply is overdue and gives up on steps
+whose attempts are used up. Deadlines live in the saga rows, so they survive a restart,
+and each replica locks the rows it handles (SKIP LOCKED), so none is handled twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from saga_orchestrator import repository
+from saga_orchestrator.domain import SagaPolicy
+from saga_orchestrator.handlers import describe, emit
+from saga_orchestrator.settings import Settings
+from shared_domain.contracts import utcnow
+from shared_domain.runtime import Runtime
+
+log = logging.getLogger(__name__)
+BATCH = 100
+
+
+async def fire_due(rt: Runtime[Settings], policy: SagaPolicy, limit: int = BATCH) -> int:
+    """Handle the sagas past their deadline now; returns how many."""
+    async with rt.uow() as uow:
+        now = utcnow()
+        due = await repository.due_for_update(uow.conn, now, limit)
+        changed = []
+        for saga in due:
+            step = saga.current_step
+            outgoing = saga.on_timeout(now, policy)
+            await repository.save(uow.conn, saga)
+            emit(uow, saga, outgoing, None)
+            changed.append((saga, step, outgoing))
+        await uow.commit()
+    for saga, step, outgoing in changed:
+        log.warning(
+            "order %s: %s step timed out -> %s",
+            saga.order_id,
+            step.value if step else "no",
+            describe(saga, outgoing),
+        )
+    return len(due)
+
+
+async def watch_deadlines(rt: Runtime[Settings], stop: asyncio.Event) -> None:
+    interval = rt.settings.timeout_check_interval
+    policy = rt.settings.saga_policy()
+    while not stop.is_set():
+        try:
+            fired = await fire_due(rt, policy)
+        except Exception as exc:  # the database may be down: try again next round
+            log.warning("deadline check failed (will retry): %s", exc)
+            fired = 0
+        if fired < BATCH:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)

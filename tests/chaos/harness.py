@@ -1,0 +1,326 @@
+"""The chaos harness: a steady load of orders through the public API, the faults, and
+the invariant checks, with a record of each scenario for the summary."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+
+from scripts.stack import SERVICES, Stack
+from tests.support import (
+    ADDRESS,
+    HUB,
+    INITIAL_STOCK,
+    KEYBOARD,
+    MONITOR,
+    MOUSE,
+    PG,
+    PRICES,
+    TERMINAL,
+)
+
+LONG = os.environ.get("CHAOS_LONG") == "1"
+REPLICAS = 3 if LONG else 2
+LOAD_SECONDS = 25.0 if LONG else 5.0
+OUTAGE_SECONDS = 8.0 if LONG else 3.0
+RESTART_AFTER = 4.0 if LONG else 2.0
+RECOVERY_BOUND = 120.0  # every order terminal this long after the fault ends, at most
+BROKER_RESTART = os.environ.get("CHAOS_BROKER_RESTART") == "1"
+
+LOAD_PRODUCTS = [MOUSE, HUB, KEYBOARD, MONITOR]  # the laptop is kept for the contention test
+
+
+@dataclass
+class Result:
+    scenario: str
+    placed: int
+    terminal: int
+    outcomes: Counter[str]
+    recover_seconds: float
+    duplicated: int = 0
+    notes: str = ""
+
+    @property
+    def lost(self) -> int:
+        return self.placed - self.terminal
+
+
+RESULTS: list[Result] = []
+# History entries a saga may legitimately write more than once per step.
+REPEATABLE = ("resent", "compensation retry")
+
+
+@dataclass
+class Chaos:
+    """The stack under test, as a client sees it, plus the levers to break it."""
+
+    stack: Stack
+    client: httpx.AsyncClient
+    vhost: str
+    customers: list[str] = field(default_factory=list)  # one per scenario
+    restocked: Counter[str] = field(default_factory=Counter)
+
+    async def restock(self, units: int) -> None:
+        """Goods arrive at the warehouse, so that every scenario has stock to sell and
+        exercises the whole saga, not only the shortage path."""
+        conn = await asyncpg.connect(database=self.stack.database("inventory_service"), **PG)
+        try:
+            await conn.execute(
+                "UPDATE products SET stock = stock + $1 WHERE id = ANY($2::uuid[])",
+                units,
+                LOAD_PRODUCTS,
+            )
+        finally:
+            await conn.close()
+        for product in LOAD_PRODUCTS:
+            self.restocked[product] += units
+
+    def url(self, service: str, path: str) -> str:
+        return f"{self.stack.url(service)}/api/v1{path}"
+
+    async def data(self, service: str, path: str) -> Any:
+        """GET from any live replica of the service; None on a 404."""
+        last: Exception | None = None
+        for _ in range(100):
+            for name in self.stack.instances(service):
+                if not self.stack.running(name):
+                    continue
+                try:
+                    response = await self.client.get(f"{self.stack.url(name)}/api/v1{path}")
+                except httpx.TransportError as exc:
+                    last = exc
+                    continue
+                if response.status_code == 404:
+                    return None
+                if response.status_code == 200:
+                    return response.json()["data"]
+                last = AssertionError(f"GET {path}: {response.status_code} {response.text}")
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"GET {service} {path} kept failing: {last}")
+
+    async def place(self, items: list[dict[str, Any]], customer: str, give_up: float) -> Any:
+        """POST an order, retrying with the same idempotency key (and across replicas)
+        until it is accepted: a client that got no answer never knows if it was stored."""
+        key = str(uuid.uuid4())
+        body = {"customer_id": customer, "items": items, "shipping_address": ADDRESS}
+        deadline = time.monotonic() + give_up
+        while True:
+            for name in self.stack.instances("order_service"):
+                try:
+                    response = await self.client.post(
+                        f"{self.stack.url(name)}/api/v1/orders",
+                        json=body,
+                        headers={"Idempotency-Key": key},
+                    )
+                except httpx.TransportError:
+                    continue
+                if response.status_code == 201:
+                    return response.json()["data"]
+                assert response.status_code in (502, 503), response.text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"order {key} not accepted within {give_up}s")
+            await asyncio.sleep(0.2)
+
+    def new_customer(self) -> str:
+        customer = str(uuid.uuid4())
+        self.customers.append(customer)
+        return customer
+
+    async def orders_of(self, customer: str) -> list[dict[str, Any]]:
+        orders: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            data = await self.data(
+                "order_service", f"/customers/{customer}/orders?page={page}&page_size=100"
+            )
+            orders += data["items"]
+            if len(orders) >= data["total"] or not data["items"]:
+                return orders
+            page += 1
+
+    async def wait_terminal(self, customer: str, accepted: int, bound: float) -> list[Any]:
+        """The customer's orders once every one is terminal. There must be exactly as
+        many as were accepted: none lost, none stored twice."""
+        deadline = time.monotonic() + bound
+        while True:
+            orders = await self.orders_of(customer)
+            pending = [o for o in orders if o["status"] not in TERMINAL]
+            if not pending:
+                assert len(orders) == accepted, f"{accepted} accepted, {len(orders)} stored"
+                return orders
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(pending)} order(s) not terminal after {bound}s")
+            await asyncio.sleep(0.25)
+
+
+@contextlib.asynccontextmanager
+async def steady_load(
+    chaos: Chaos, customer: str, concurrency: int = 3
+) -> AsyncIterator[list[Any]]:
+    """Orders flow while the body runs; yields the list of accepted orders."""
+    accepted: list[Any] = []
+    stop = asyncio.Event()
+    rng = random.Random()
+
+    async def worker() -> None:
+        while not stop.is_set():
+            product = rng.choice(LOAD_PRODUCTS)
+            line = {"product_id": product, "quantity": 1, "price": PRICES[product]}
+            accepted.append(await chaos.place([line], customer, give_up=RECOVERY_BOUND))
+            await asyncio.sleep(0.1)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    try:
+        yield accepted
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+async def run_scenario(chaos: Chaos, name: str, fault: Any, notes: str = "") -> Result:
+    """Load for a while, the fault in the middle, then wait for every order to finish
+    and check the invariants over everything placed so far."""
+    customer = chaos.new_customer()
+    await chaos.restock(100)
+    async with steady_load(chaos, customer) as accepted:
+        await asyncio.sleep(LOAD_SECONDS / 2)
+        await fault()
+        fault_over = time.monotonic()
+        await asyncio.sleep(LOAD_SECONDS / 2)
+    final = await chaos.wait_terminal(customer, len(accepted), RECOVERY_BOUND)
+    recover = time.monotonic() - fault_over
+    duplicated = await check_invariants(chaos, final)
+    result = Result(
+        name,
+        len(accepted),
+        len(final),
+        Counter(o["status"] for o in final),
+        recover,
+        duplicated,
+        notes,
+    )
+    RESULTS.append(result)
+    return result
+
+
+async def check_invariants(chaos: Chaos, orders: list[dict[str, Any]]) -> int:
+    """Per order: fully served when completed, nothing kept when cancelled. Over every
+    order of the stack: stock conserved and never negative. Returns the number of sagas
+    that did a step twice (for the summary; the scenarios assert it is 0)."""
+    doubled: list[str] = []
+
+    async def one(order: dict[str, Any]) -> None:
+        oid = order["id"]
+        payment = await chaos.data("payment_service", f"/orders/{oid}/payment")
+        reservation = await chaos.data("inventory_service", f"/orders/{oid}/reservation")
+        shipment = await chaos.data("shipping_service", f"/orders/{oid}/shipment")
+        saga = await chaos.data("saga_orchestrator", f"/sagas/{order['saga_id']}")
+        assert saga["status"] == order["status"], (oid, saga["status"], order["status"])
+        if order["status"] == "completed":
+            assert payment["status"] == "completed", oid
+            assert Decimal(payment["amount"]) == Decimal(order["total_amount"]), oid
+            assert reservation["status"] == "reserved", oid
+            assert shipment["status"] == "created", oid
+        else:
+            assert order["status"] == "cancelled", (oid, order["failure_reason"])
+            assert payment is None or payment["status"] in ("failed", "refunded"), oid
+            assert reservation is None or reservation["status"] != "reserved", oid
+            assert shipment is None or shipment["status"] != "created", oid
+        seen = Counter((h["step"], h["status"]) for h in saga["history"])
+        twice = {k: n for k, n in seen.items() if n > 1 and k[1] not in REPEATABLE}
+        if twice:
+            doubled.append(f"saga {saga['id']}: {twice}")
+
+    gate = asyncio.Semaphore(8)
+
+    async def gated(order: dict[str, Any]) -> None:
+        async with gate:
+            await one(order)
+
+    await asyncio.gather(*(gated(o) for o in orders))
+    await check_stock(chaos)
+    for line in doubled:
+        print(f"advanced twice: {line}")
+    return len(doubled)
+
+
+async def check_stock(chaos: Chaos) -> None:
+    finals = [o for c in chaos.customers for o in await chaos.orders_of(c)]
+    held: Counter[str] = Counter()
+    for order in finals:
+        assert order["status"] in TERMINAL, order
+        if order["status"] == "completed":
+            for item in order["items"]:
+                held[item["product_id"]] += item["quantity"]
+    products = await chaos.data("inventory_service", "/products")
+    for p in products:
+        assert p["stock"] >= 0, p
+        supplied = INITIAL_STOCK[p["id"]] + chaos.restocked[p["id"]]
+        assert p["stock"] + held[p["id"]] == supplied, f"stock not conserved: {p}"
+        assert p["reserved"] == held[p["id"]], f"reserved does not match: {p}"
+
+
+# ---------------------------------------------------------------- faults
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+@contextlib.asynccontextmanager
+async def broker_outage(vhost: str) -> AsyncIterator[None]:
+    """RabbitMQ unavailable to the stack while the block runs: every connection of its
+    vhost is closed and no new one is let in (other vhosts are untouched). With
+    CHAOS_BROKER_RESTART=1 the whole broker is stopped and started instead."""
+    if BROKER_RESTART:
+        await asyncio.to_thread(rabbitmqctl, "stop_app")
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(rabbitmqctl, "start_app")
+            await asyncio.to_thread(rabbitmqctl, "await_startup")
+        return
+    limits = json.dumps({"max-connections": 0})
+    await asyncio.to_thread(rabbitmqctl, "set_vhost_limits", "-p", vhost, limits)
+    try:
+        await asyncio.to_thread(rabbitmqctl, "close_all_connections", "--vhost", vhost, "chaos")
+        yield
+    finally:
+        await asyncio.to_thread(rabbitmqctl, "clear_vhost_limits", "-p", vhost)
+
+
+@contextlib.asynccontextmanager
+async def database_outage(databases: list[str]) -> AsyncIterator[None]:
+    """PostgreSQL unavailable to the stack: its databases refuse new connections and every
+    open one is terminated; other databases are untouched."""
+    conn = await asyncpg.connect(database="postgres", **PG)
+    try:
+        for db in databases:
+            await conn.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ANY($1)",
+            databases,
+        )
+        yield
+    finally:
+        for db in databases:
+            await conn.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+        await conn.close()
+
+
+def databases(stack: Stack) -> list[str]:
+    return [stack.database(s) for s in SERVICES]

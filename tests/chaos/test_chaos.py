@@ -1,0 +1,268 @@
+"""Chaos scenarios: each runs a steady load of orders (the seed's failure rates), breaks
+something in the middle of it, and then checks that every order finished and every
+invariant holds. `make test` runs a short version of each; `make chaos` the long one."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import aio_pika
+import pytest
+
+from scripts.stack import SERVICES
+from shared_domain.contracts import COMMANDS_EXCHANGE, Envelope
+from shared_domain.messaging.topology import ALL_QUEUES
+from tests.chaos.harness import (
+    OUTAGE_SECONDS,
+    RECOVERY_BOUND,
+    REPLICAS,
+    RESTART_AFTER,
+    RESULTS,
+    Chaos,
+    Result,
+    broker_outage,
+    check_invariants,
+    database_outage,
+    databases,
+    run_scenario,
+)
+from tests.support import LAPTOP, POISON_KEYS, PRICES
+
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
+
+
+def assert_clean(result: Result) -> None:
+    assert result.placed > 0
+    assert result.lost == 0
+    assert result.duplicated == 0
+    assert result.recover_seconds < RECOVERY_BOUND
+
+
+async def readiness(chaos: Chaos, service: str) -> int:
+    response = await chaos.client.get(chaos.url(service, "/health/ready"))
+    return response.status_code
+
+
+async def readiness_through_outage(chaos: Chaos, service: str) -> int:
+    """Holds an outage for OUTAGE_SECONDS while polling `service`'s readiness: 503 if
+    it said so at any point, else its last answer. (Noticing takes a moment: a dropped
+    connection is seen on its next heartbeat or use.)"""
+    deadline = time.monotonic() + OUTAGE_SECONDS
+    status = await readiness(chaos, service)
+    while status != 503 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        status = await readiness(chaos, service)
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+    return status
+
+
+async def test_contention_200_orders_for_50_units_reserve_exactly_50(chaos: Chaos) -> None:
+    """Every replica of inventory races for the same rows; exactly the stock there is
+    gets reserved. (Runs first, while the laptop's 50 units are untouched.)"""
+    products = {p["id"]: p for p in await chaos.data("inventory_service", "/products")}
+    assert products[LAPTOP]["stock"] == 50
+    customer = chaos.new_customer()
+    line = {"product_id": LAPTOP, "quantity": 1, "price": PRICES[LAPTOP]}
+    started = time.monotonic()
+    orders = await asyncio.gather(
+        *(chaos.place([line], customer, give_up=RECOVERY_BOUND) for _ in range(200))
+    )
+    final = await chaos.wait_terminal(customer, len(orders), RECOVERY_BOUND)
+    outcomes = Counter(o["status"] for o in final)
+    duplicated = await check_invariants(chaos, final)
+
+    laptop = next(
+        p for p in await chaos.data("inventory_service", "/products") if p["id"] == LAPTOP
+    )
+    reserved = sum(1 for o in final if o["status"] == "completed")
+    stock_failures = sum(
+        1 for o in final if (o["failure_reason"] or "").startswith("inventory failed")
+    )
+    RESULTS.append(
+        Result(
+            "stock contention (200 for 50)",
+            len(orders),
+            len(final),
+            outcomes,
+            time.monotonic() - started,
+            duplicated,
+            f"{laptop['reserved']} reserved, {laptop['stock']} left",
+        )
+    )
+    assert duplicated == 0
+    assert laptop["stock"] >= 0
+    assert laptop["reserved"] == reserved <= 50
+    # every order that reached inventory either got a unit or found none left
+    assert laptop["stock"] == 0 or stock_failures == 0
+    assert laptop["stock"] + laptop["reserved"] == 50
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_kill_9_every_replica_of_a_service_then_restart(chaos: Chaos, service: str) -> None:
+    async def fault() -> None:
+        chaos.stack.kill(service)  # all replicas: the service is gone
+        await asyncio.sleep(RESTART_AFTER)
+        await chaos.stack.start([service], timeout=120)
+
+    assert_clean(await run_scenario(chaos, f"kill -9 {service}", fault))
+
+
+async def test_kill_single_replicas_of_every_service_under_load(chaos: Chaos) -> None:
+    rng = random.Random()
+
+    async def fault() -> None:
+        victims = [rng.choice(chaos.stack.instances(s)) for s in SERVICES]
+        for victim in victims:
+            chaos.stack.kill(victim)
+            await asyncio.sleep(0.3)
+        await chaos.stack.start(victims, timeout=120)
+
+    result = await run_scenario(chaos, f"kill one of {REPLICAS} replicas, each service", fault)
+    assert_clean(result)
+
+
+async def test_broker_outage(chaos: Chaos) -> None:
+    seen: dict[str, int] = {}
+
+    async def fault() -> None:
+        async with broker_outage(chaos.vhost):
+            seen["during"] = await readiness_through_outage(chaos, "payment_service")
+
+    result = await run_scenario(chaos, "RabbitMQ unavailable", fault)
+    assert_clean(result)
+    assert seen["during"] == 503, "readiness says unready while the broker is away"
+    for service in SERVICES:
+        assert await readiness(chaos, service) == 200, f"{service} reconnected by itself"
+
+
+async def test_database_outage(chaos: Chaos) -> None:
+    seen: dict[str, int] = {}
+
+    async def fault() -> None:
+        async with database_outage(databases(chaos.stack)):
+            seen["during"] = await readiness_through_outage(chaos, "inventory_service")
+
+    result = await run_scenario(chaos, "PostgreSQL unavailable", fault)
+    assert_clean(result)
+    assert seen["during"] == 503
+    for service in SERVICES:
+        assert await readiness(chaos, service) == 200, f"{service} reconnected by itself"
+
+
+def _payload(step: str, command: str, saga: dict[str, Any]) -> dict[str, Any]:
+    order = saga["order"]
+    if command.endswith((".refund", ".release", ".cancel")):
+        return {"reason": saga["failure_reason"] or "saga compensation"}
+    if step == "payment":
+        return {"customer_id": order["customer_id"], "amount": order["total_amount"]}
+    if step == "inventory":
+        return {"items": order["items"]}
+    if step == "shipping":
+        return {"items": order["items"], "shipping_address": order["shipping_address"]}
+    kind = "order_confirmation" if saga["status"] == "completed" else "order_cancelled"
+    reason = None if kind == "order_confirmation" else saga["failure_reason"]
+    return {"kind": kind, "customer_id": order["customer_id"], "reason": reason}
+
+
+COMMANDS = {
+    ("payment", False): "payment.process",
+    ("payment", True): "payment.refund",
+    ("inventory", False): "inventory.reserve",
+    ("inventory", True): "inventory.release",
+    ("shipping", False): "shipping.create",
+    ("shipping", True): "shipping.cancel",
+    ("notification", False): "notification.send",
+}
+
+
+async def test_duplicate_and_out_of_order_delivery(chaos: Chaos) -> None:
+    """Every command of finished sagas is delivered again, twice, with its own message
+    id, last step first; each service answers again, so the orchestrator also gets
+    every reply again, late and out of order. Nothing may happen twice."""
+    connection = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:5672/{chaos.vhost}")
+    sent = 0
+
+    async def fault() -> None:
+        nonlocal sent
+        earlier = [o for c in chaos.customers[:-1] for o in await chaos.orders_of(c)]
+        finished = earlier[-60:]
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(COMMANDS_EXCHANGE)
+        for order in finished:
+            saga = await chaos.data("saga_orchestrator", f"/sagas/{order['saga_id']}")
+            if saga is None or saga["status"] not in ("completed", "cancelled"):
+                continue
+            for step in reversed(list(saga["steps"])):
+                state = saga["steps"][step]
+                if not state.get("command_id") or state["status"] == "pending":
+                    continue
+                compensated = state["status"] in ("compensated", "compensation_failed")
+                command = COMMANDS[(step, compensated)]
+                envelope = Envelope(
+                    message_id=uuid.UUID(state["command_id"]),
+                    type=command,
+                    saga_id=saga["id"],
+                    order_id=saga["order_id"],
+                    correlation_id="chaos-duplicate",
+                    source="saga_orchestrator",
+                    attempt=9,
+                    payload=_payload(step, command, saga),
+                )
+                for _ in range(2):
+                    await exchange.publish(
+                        aio_pika.Message(
+                            envelope.model_dump_json().encode(),
+                            message_id=str(envelope.message_id),
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=command,
+                    )
+                    sent += 1
+
+    try:
+        result = await run_scenario(chaos, "duplicate + out-of-order delivery", fault)
+    finally:
+        await connection.close()
+    result.notes = f"{sent} duplicate commands"
+    assert sent > 0
+    assert_clean(result)
+
+
+async def test_poison_message_on_every_command_key(chaos: Chaos) -> None:
+    connection = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:5672/{chaos.vhost}")
+    ids: dict[str, str] = {}
+
+    async def dlq_counts() -> dict[str, int]:
+        return {q["queue"]: q["messages"] for q in await chaos.data("saga_orchestrator", "/dlq")}
+
+    before = await dlq_counts()
+
+    async def fault() -> None:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(COMMANDS_EXCHANGE)
+        for key in POISON_KEYS:
+            ids[key] = str(uuid.uuid4())
+            await exchange.publish(
+                aio_pika.Message(b"\x00not json at all", message_id=ids[key]), routing_key=key
+            )
+
+    try:
+        result = await run_scenario(chaos, "poison message per command key", fault)
+    finally:
+        await connection.close()
+    assert_clean(result)
+    after = await dlq_counts()
+    for spec in ALL_QUEUES:
+        keys = [k for k in POISON_KEYS if k in spec.routing_keys]
+        assert after[spec.dlq] - before[spec.dlq] == len(keys), spec.dlq
+        if not keys:
+            continue
+        peek = await chaos.data("saga_orchestrator", f"/dlq/{spec.dlq}/messages?limit=500")
+        mine = [m for m in peek["items"] if m["key"] in {ids[k] for k in keys}]
+        assert {m["original_routing_key"] for m in mine} == set(keys)
+        assert all(m["reason"] == "invalid_message" for m in mine)
