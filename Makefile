@@ -3,13 +3,14 @@
 #             PostgreSQL and RabbitMQ (isolated: own vhost and database names)
 # make chaos  the long chaos run: 3 replicas of everything, longer load and outages,
 #             and a real RabbitMQ stop/start (it restarts the local broker)
+# make bench  the benchmark (ARGS="--help" lists its options)
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dev-installed
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
-.PHONY: run test lint unit integration e2e chaos clean
+.PHONY: run test lint unit integration e2e chaos bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +40,9 @@ e2e: $(STAMP)
 
 chaos: $(STAMP)
 	CHAOS_LONG=1 CHAOS_BROKER_RESTART=1 $(PY) -m pytest -m chaos
+
+bench: $(STAMP)
+	$(PY) -m scripts.bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -169,16 +169,49 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JsonResponse:
-        if is_outage(exc):
-            # Nothing was stored (the transaction could not commit): safe to try again.
-            log.warning("%s %s: dependency unavailable: %s", request.method, request.url.path, exc)
-            response = error_response(
-                request,
-                503,
-                "service_unavailable",
-                "A dependency (database or broker) is unavailable; retry shortly",
-            )
-            response.headers["Retry-After"] = "1"
-            return response
+        if is_outage(exc):  # raised outside a route (OutageMiddleware handles those)
+            return outage_response(request, exc)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(request, 500, "internal_error", "Internal server error")
+
+
+def outage_response(request: Request, exc: BaseException) -> JsonResponse:
+    # Nothing was stored (the transaction could not commit): safe to try again.
+    log.warning("%s %s: dependency unavailable: %s", request.method, request.url.path, exc)
+    response = error_response(
+        request,
+        503,
+        "service_unavailable",
+        "A dependency (database or broker) is unavailable; retry shortly",
+    )
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+class OutageMiddleware:
+    """Answers 503 + Retry-After when a request fails because PostgreSQL or RabbitMQ is
+    away. Handled here rather than by the catch-all handler, which Starlette runs in its
+    outermost middleware and which re-raises, so that every outage would also log a
+    traceback as if it were a bug."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started or not is_outage(exc):
+                raise
+            await outage_response(Request(scope), exc)(scope, receive, send)

@@ -21,7 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared_domain import migrations
 from shared_domain.db import UnitOfWork, create_engine
 from shared_domain.health import broker_check, database_check, health_router
-from shared_domain.http import JsonResponse, RequestIdMiddleware, install_error_handlers
+from shared_domain.http import (
+    JsonResponse,
+    OutageMiddleware,
+    RequestIdMiddleware,
+    install_error_handlers,
+)
 from shared_domain.logs import configure_logging
 from shared_domain.messaging.broker import Broker
 from shared_domain.messaging.consumer import Consumer, Handler
@@ -141,6 +146,7 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
             await runtime.stop()
 
     app = FastAPI(title=definition.title, lifespan=lifespan, default_response_class=JsonResponse)
+    app.add_middleware(OutageMiddleware)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
 

@@ -4,7 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import RUN_ID, create_vhost, delete_vhost, drop_databases_sync
+from scripts.isolation import create_vhost, delete_vhost, drop_databases_sync
+from tests.support import RUN_ID
 
 
 @pytest.fixture(scope="session")

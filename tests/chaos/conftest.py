@@ -10,9 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scripts.isolation import create_vhost, delete_vhost, free_port
 from scripts.stack import SERVICES, Stack
 from tests.chaos.harness import LONG, REPLICAS, RESULTS, Chaos
-from tests.support import create_vhost, delete_vhost, free_port, test_env
+from tests.support import test_env
 
 
 @pytest.fixture(scope="session")

@@ -14,23 +14,22 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import httpx
 
+from scripts.invariants import TERMINAL, audit_orders, stock_problems
+from scripts.isolation import PG
+from scripts.sample import ADDRESS
 from scripts.stack import SERVICES, Stack
 from tests.support import (
-    ADDRESS,
     HUB,
     INITIAL_STOCK,
     KEYBOARD,
     MONITOR,
     MOUSE,
-    PG,
     PRICES,
-    TERMINAL,
 )
 
 LONG = os.environ.get("CHAOS_LONG") == "1"
@@ -60,8 +59,6 @@ class Result:
 
 
 RESULTS: list[Result] = []
-# History entries a saga may legitimately write more than once per step.
-REPEATABLE = ("resent", "compensation retry")
 
 
 @dataclass
@@ -218,60 +215,23 @@ async def run_scenario(chaos: Chaos, name: str, fault: Any, notes: str = "") -> 
 
 
 async def check_invariants(chaos: Chaos, orders: list[dict[str, Any]]) -> int:
-    """Per order: fully served when completed, nothing kept when cancelled. Over every
-    order of the stack: stock conserved and never negative. Returns the number of sagas
-    that did a step twice (for the summary; the scenarios assert it is 0)."""
-    doubled: list[str] = []
-
-    async def one(order: dict[str, Any]) -> None:
-        oid = order["id"]
-        payment = await chaos.data("payment_service", f"/orders/{oid}/payment")
-        reservation = await chaos.data("inventory_service", f"/orders/{oid}/reservation")
-        shipment = await chaos.data("shipping_service", f"/orders/{oid}/shipment")
-        saga = await chaos.data("saga_orchestrator", f"/sagas/{order['saga_id']}")
-        assert saga["status"] == order["status"], (oid, saga["status"], order["status"])
-        if order["status"] == "completed":
-            assert payment["status"] == "completed", oid
-            assert Decimal(payment["amount"]) == Decimal(order["total_amount"]), oid
-            assert reservation["status"] == "reserved", oid
-            assert shipment["status"] == "created", oid
-        else:
-            assert order["status"] == "cancelled", (oid, order["failure_reason"])
-            assert payment is None or payment["status"] in ("failed", "refunded"), oid
-            assert reservation is None or reservation["status"] != "reserved", oid
-            assert shipment is None or shipment["status"] != "created", oid
-        seen = Counter((h["step"], h["status"]) for h in saga["history"])
-        twice = {k: n for k, n in seen.items() if n > 1 and k[1] not in REPEATABLE}
-        if twice:
-            doubled.append(f"saga {saga['id']}: {twice}")
-
-    gate = asyncio.Semaphore(8)
-
-    async def gated(order: dict[str, Any]) -> None:
-        async with gate:
-            await one(order)
-
-    await asyncio.gather(*(gated(o) for o in orders))
+    """The invariants of scripts/invariants.py over these orders, and stock over every
+    order of the stack. Returns the number of sagas that did a step twice (for the
+    summary; the scenarios assert it is 0)."""
+    audit = await audit_orders(chaos.data, orders)
+    assert not audit.problems, "\n".join(audit.problems[:20])
     await check_stock(chaos)
-    for line in doubled:
+    for line in audit.doubled:
         print(f"advanced twice: {line}")
-    return len(doubled)
+    return len(audit.doubled)
 
 
 async def check_stock(chaos: Chaos) -> None:
     finals = [o for c in chaos.customers for o in await chaos.orders_of(c)]
-    held: Counter[str] = Counter()
-    for order in finals:
-        assert order["status"] in TERMINAL, order
-        if order["status"] == "completed":
-            for item in order["items"]:
-                held[item["product_id"]] += item["quantity"]
     products = await chaos.data("inventory_service", "/products")
-    for p in products:
-        assert p["stock"] >= 0, p
-        supplied = INITIAL_STOCK[p["id"]] + chaos.restocked[p["id"]]
-        assert p["stock"] + held[p["id"]] == supplied, f"stock not conserved: {p}"
-        assert p["reserved"] == held[p["id"]], f"reserved does not match: {p}"
+    supplied = {p["id"]: INITIAL_STOCK[p["id"]] + chaos.restocked[p["id"]] for p in products}
+    problems = stock_problems(products, finals, supplied)
+    assert not problems, "\n".join(problems)
 
 
 # ---------------------------------------------------------------- faults

@@ -15,9 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from scripts.invariants import TERMINAL
+from scripts.isolation import create_vhost, delete_vhost, free_port
+from scripts.sample import ADDRESS
 from scripts.stack import SERVICES, Stack
 from tests.support import (  # noqa: F401 - the catalogue is re-exported for the e2e tests
-    ADDRESS,
     HUB,
     INITIAL_STOCK,
     KEYBOARD,
@@ -25,10 +27,6 @@ from tests.support import (  # noqa: F401 - the catalogue is re-exported for the
     MONITOR,
     MOUSE,
     PRICES,
-    TERMINAL,
-    create_vhost,
-    delete_vhost,
-    free_port,
     test_env,
 )
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from order_service.domain import Order, OrderLine
 from order_service.schemas import PlaceOrder
+from scripts.sample import ADDRESS
 from shared_domain.contracts import (
     COMMAND_PAYLOADS,
     COMMANDS_EXCHANGE,
@@ -25,7 +26,6 @@ from shared_domain.contracts import (
     ProcessPayment,
     exchange_for,
 )
-from tests.support import ADDRESS
 
 
 def envelope(**overrides: Any) -> Envelope:

@@ -1,0 +1,1 @@
+"""The saga benchmark: `python -m scripts.bench --help`."""

@@ -1,0 +1,398 @@
+"""One benchmark run: an isolated stack (its own vhost and databases, beside anything
+else running on the machine), the load, the figures, the invariant check, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import asyncpg
+
+from scripts.bench import calibrate, procstat
+from scripts.bench.load import Driver, Placed
+from scripts.bench.outcomes import Outcomes
+from scripts.invariants import TERMINAL, audit_orders, stock_problems
+from scripts.isolation import (
+    PG,
+    RABBIT_PASSWORD,
+    RABBIT_USER,
+    create_vhost,
+    delete_vhost,
+    drop_databases,
+    free_port,
+)
+from scripts.stack import SERVICES, Stack
+
+STOCK = 10_000_000  # goods received before the run, so that no order fails for stock
+STEPS = ("payment", "inventory", "shipping", "notification")
+AMQP_HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str  # "closed" or "open"
+    seconds: float
+    concurrency: int = 32
+    rate: float = 50.0
+    warmup: float = 5.0
+    payment_failure_rate: float = 0.0
+    shipping_failure_rate: float = 0.0
+    notification_failure_rate: float = 0.0
+    replicas: int = 1
+    calibrate: bool = False
+    give_up: float = 300.0  # a client's patience for one order, and the drain bound
+    env: dict[str, str] = field(default_factory=dict)
+
+
+Tick = Callable[[str, float, float], None]  # phase, done, total
+
+
+def percentiles(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+    return {
+        "p50": at(0.50),
+        "p95": at(0.95),
+        "p99": at(0.99),
+        "max": ordered[-1],
+        "mean": statistics.fmean(ordered),
+    }
+
+
+@contextlib.asynccontextmanager
+async def isolated_stack(config: Config, log_dir: Path) -> AsyncIterator[tuple[Stack, str]]:
+    run = uuid.uuid4().hex[:8]
+    vhost = f"bench_{run}"
+    prefix = f"bench_{run}_"
+    create_vhost(vhost)
+    env = {
+        "RABBITMQ_VHOST": vhost,
+        "PAYMENT_FAILURE_RATE": str(config.payment_failure_rate),
+        "SHIPPING_FAILURE_RATE": str(config.shipping_failure_rate),
+        "NOTIFICATION_FAILURE_RATE": str(config.notification_failure_rate),
+        **config.env,
+    }
+    stack = Stack(
+        env=env,
+        ports={s: free_port() for s in SERVICES},
+        db_prefix=prefix,
+        log_dir=log_dir,
+        replicas=dict.fromkeys(SERVICES, config.replicas),
+        direct_logs=True,
+    )
+    try:
+        await stack.start(timeout=180)
+        yield stack, vhost
+    finally:
+        await stack.stop()
+        await drop_databases(prefix)
+        delete_vhost(vhost)
+
+
+class Reader:
+    """GETs through the services' public APIs; keeps the sagas it read."""
+
+    def __init__(self, client: aiohttp.ClientSession, stack: Stack) -> None:
+        self._client = client
+        self._stack = stack
+        self.sagas: dict[str, Any] = {}
+
+    async def __call__(self, service: str, path: str) -> Any:
+        for attempt in range(20):
+            try:
+                async with self._client.get(f"{self._stack.url(service)}/api/v1{path}") as response:
+                    if response.status == 404:
+                        return None
+                    if response.status == 200:
+                        data = (await response.json())["data"]
+                        if service == "saga_orchestrator" and data:
+                            self.sagas[data["id"]] = data
+                        return data
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.2 * (attempt + 1))
+        raise RuntimeError(f"GET {service} {path} kept failing")
+
+    async def orders_of(self, customer: str) -> list[dict[str, Any]]:
+        orders: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            data = await self(
+                "order_service", f"/customers/{customer}/orders?page={page}&page_size=100"
+            )
+            orders += data["items"]
+            if len(orders) >= data["total"] or not data["items"]:
+                return orders
+            page += 1
+
+
+async def receive_goods(stack: Stack) -> None:
+    """The warehouse is stocked for the run (the one step not done through the API: the
+    inventory service has no endpoint for receiving goods)."""
+    conn = await asyncpg.connect(database=stack.database("inventory_service"), **PG)
+    try:
+        await conn.execute("UPDATE products SET stock = $1", STOCK)
+    finally:
+        await conn.close()
+
+
+class CpuMeter:
+    """CPU seconds of every service process, RabbitMQ, PostgreSQL and the benchmark."""
+
+    def __init__(self, stack: Stack) -> None:
+        stats = procstat.all_stats()
+        self.pids: dict[str, int] = {}
+        for name in stack.instances():
+            pid = stack.pid(name)
+            if pid is not None:
+                self.pids[name] = pid
+        for label, comm in (("rabbitmq", "beam.smp"), ("postgresql", "postgres")):
+            pid = procstat.find_server(comm, stats)
+            if pid is not None:
+                self.pids[label] = pid
+        self.pids["benchmark (load generator)"] = os.getpid()
+
+    def read(self) -> dict[str, float]:
+        stats = procstat.all_stats()
+        cpu = {name: procstat.tree_cpu(pid, stats) for name, pid in self.pids.items()}
+        # The services are the benchmark's children: count its own time only.
+        own = procstat.read_stat(os.getpid())
+        cpu["benchmark (load generator)"] = own.own if own else 0.0
+        return cpu
+
+
+async def run(config: Config, tick: Tick) -> dict[str, Any]:
+    log_dir = Path(tempfile.mkdtemp(prefix="saga-bench-"))
+    tick("starting the stack", 0, 1)
+    async with (
+        isolated_stack(config, log_dir) as (stack, vhost),
+        aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30.0),
+            connector=aiohttp.TCPConnector(limit=0),
+        ) as client,
+    ):
+        result = await _measure(config, stack, vhost, client, tick)
+        result["logs"] = str(log_dir)
+        result["durability"] = await calibrate.durability_settings()
+        if config.calibrate:
+            tick("calibrating RabbitMQ and PostgreSQL", 0, 1)
+            ceiling = await calibrate.measure(
+                _amqp_url(vhost), f"{stack.database('order_service')}_calibration"
+            )
+            result["calibration"] = _calibration(result, ceiling)
+        return result
+
+
+def _amqp_url(vhost: str) -> str:
+    return f"amqp://{RABBIT_USER}:{RABBIT_PASSWORD}@{AMQP_HOST}:5672/{quote(vhost, safe='')}"
+
+
+async def _measure(
+    config: Config, stack: Stack, vhost: str, client: aiohttp.ClientSession, tick: Tick
+) -> dict[str, Any]:
+    read = Reader(client, stack)
+    await receive_goods(stack)
+    products = [(p["id"], p["price"]) for p in await read("inventory_service", "/products")]
+    before = {p["id"]: p for p in await read("inventory_service", "/products")}
+    outcomes = Outcomes()
+    await outcomes.subscribe(_amqp_url(vhost))
+    order_urls = [stack.url(n) for n in stack.instances("order_service")]
+    try:
+        if config.warmup > 0:
+            tick("warming up", 0, 1)
+            warm = Driver(client, order_urls, products, outcomes, give_up=config.give_up)
+            await warm.closed_loop(min(config.concurrency, 8), config.warmup)
+        meter = CpuMeter(stack)
+        databases = [stack.database(s) for s in SERVICES]
+        cpu_before = meter.read()
+        xact_before = await calibrate.committed_transactions(databases)
+        published_before = (
+            await calibrate.settled_published_messages(vhost) if config.calibrate else None
+        )
+
+        accepted = 0
+
+        def placed() -> None:
+            nonlocal accepted
+            accepted += 1
+
+        driver = Driver(
+            client, order_urls, products, outcomes, give_up=config.give_up, on_placed=placed
+        )
+        load = asyncio.create_task(
+            driver.closed_loop(config.concurrency, config.seconds)
+            if config.mode == "closed"
+            else driver.open_loop(config.rate, config.seconds)
+        )
+        started = time.monotonic()
+        while not load.done():
+            elapsed = time.monotonic() - started
+            finished = sum(1 for p in driver.placed if p.order_id in outcomes.seen)
+            tick(
+                f"load: {accepted} accepted, {finished} finished",
+                min(elapsed, config.seconds),
+                config.seconds,
+            )
+            await asyncio.wait({load}, timeout=0.5)
+        await load
+        ids = [p.order_id for p in driver.placed if p.order_id is not None]
+        tick("draining", 0, 1)
+        missing = await outcomes.all_finished(ids, config.give_up)
+        cpu_after = meter.read()
+        xact_after = await calibrate.committed_transactions(databases)
+        published_after = (
+            await calibrate.settled_published_messages(vhost) if config.calibrate else None
+        )
+        peak = {
+            name: procstat.peak_rss_mb(pid)
+            for name, pid in meter.pids.items()
+            if name in stack.instances()
+        }
+    finally:
+        await outcomes.close()
+
+    tick("checking invariants", 0, 1)
+    orders = await _wait_terminal(read, driver.customer, config.give_up)
+    every_order = orders + (await read.orders_of(warm.customer) if config.warmup > 0 else [])
+    audit = await audit_orders(read, every_order, concurrency=16)
+    after = await read("inventory_service", "/products")
+    problems = audit.problems + stock_problems(
+        after,
+        every_order,
+        supplied={pid: p["stock"] for pid, p in before.items()},
+        reserved_before={pid: p["reserved"] for pid, p in before.items()},
+    )
+    return _figures(
+        config,
+        driver.placed,
+        outcomes.seen,
+        orders,
+        missing,
+        read.sagas,
+        cpu_before,
+        cpu_after,
+        peak,
+        problems,
+        len(audit.doubled),
+        xact_after - xact_before,
+        (published_after - published_before)
+        if published_after is not None and published_before is not None
+        else None,
+    )
+
+
+async def _wait_terminal(read: Reader, customer: str, bound: float) -> list[dict[str, Any]]:
+    """The order service applies the outcome event a moment after the benchmark sees it."""
+    deadline = time.monotonic() + bound
+    while True:
+        orders = await read.orders_of(customer)
+        if all(o["status"] in TERMINAL for o in orders) or time.monotonic() > deadline:
+            return orders
+        await asyncio.sleep(0.5)
+
+
+def _figures(
+    config: Config,
+    placed: list[Placed],
+    seen: dict[str, tuple[str, float]],
+    orders: list[dict[str, Any]],
+    missing: list[str],
+    sagas: dict[str, Any],
+    cpu_before: dict[str, float],
+    cpu_after: dict[str, float],
+    peak: dict[str, float | None],
+    problems: list[str],
+    doubled: int,
+    transactions: int,
+    published: int | None,
+) -> dict[str, Any]:
+    accepted = [p for p in placed if p.order_id is not None]
+    finished = [p for p in accepted if p.order_id in seen]
+    first = min((p.sent for p in placed), default=0.0)
+    last = max((seen[p.order_id][1] for p in finished if p.order_id), default=first)
+    span = max(last - first, 1e-9)
+    latency = [(seen[p.order_id][1] - p.sent) * 1000 for p in finished if p.order_id]
+    accept = [(p.accepted - p.sent) * 1000 for p in accepted if p.accepted is not None]
+    steps: dict[str, list[float]] = {s: [] for s in STEPS}
+    for saga in sagas.values():
+        for step, state in saga["steps"].items():
+            if step in steps and state.get("started_at") and state.get("finished_at"):
+                began = datetime.fromisoformat(state["started_at"])
+                ended = datetime.fromisoformat(state["finished_at"])
+                steps[step].append((ended - began).total_seconds() * 1000)
+    n = max(len(finished), 1)
+    cpu = {name: (cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0)) for name in cpu_after}
+    return {
+        "config": {
+            "mode": config.mode,
+            "seconds": config.seconds,
+            "concurrency": config.concurrency if config.mode == "closed" else None,
+            "offered_rate": config.rate if config.mode == "open" else None,
+            "failure_rates": {
+                "payment": config.payment_failure_rate,
+                "shipping": config.shipping_failure_rate,
+                "notification": config.notification_failure_rate,
+            },
+            "replicas": config.replicas,
+            "cpus": os.cpu_count(),
+        },
+        "orders": {
+            "offered": len(placed),
+            "accepted": len(accepted),
+            "rejected": len(placed) - len(accepted),
+            "client_retries": sum(p.retries for p in placed),
+            "finished": len(finished),
+            "without_outcome": len(missing),
+            "outcomes": dict(Counter(o["status"] for o in orders)),
+            "rejections": sorted({p.rejected for p in placed if p.rejected})[:5],
+        },
+        "throughput_sagas_per_s": len(finished) / span,
+        "span_s": span,
+        "latency_ms": percentiles(latency),
+        "accept_latency_ms": percentiles(accept),
+        "step_ms": {s: percentiles(v) for s, v in steps.items()},
+        "cpu_s_per_saga": {name: value / n for name, value in cpu.items()},
+        "cpu_utilisation": {name: value / span for name, value in cpu.items()},
+        "peak_rss_mb": peak,
+        "per_saga": {
+            "transactions": transactions / n,
+            "messages_published": (published / n) if published is not None else None,
+        },
+        "invariants": {"problems": problems[:50], "problem_count": len(problems)},
+        "sagas_doing_a_step_twice": doubled,
+    }
+
+
+def _calibration(result: dict[str, Any], ceiling: calibrate.Ceiling) -> dict[str, Any]:
+    per_saga = result["per_saga"]
+    messages = per_saga["messages_published"]
+    tx = per_saga["transactions"]
+    # Both servers share the same two cores, so their costs add up per saga.
+    seconds_per_saga = tx / ceiling.postgres_tx_per_s
+    if messages is not None:
+        seconds_per_saga += messages / ceiling.rabbit_messages_per_s
+    implied = 1 / seconds_per_saga if seconds_per_saga > 0 else None
+    return {
+        "rabbitmq_messages_per_s": ceiling.rabbit_messages_per_s,
+        "postgresql_tx_per_s": ceiling.postgres_tx_per_s,
+        "implied_ceiling_sagas_per_s": implied,
+        "fraction_of_ceiling": (result["throughput_sagas_per_s"] / implied) if implied else None,
+    }

@@ -1,0 +1,65 @@
+"""The benchmark's own arithmetic: percentiles, CPU from /proc, and the stock check it
+shares with the chaos tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from scripts.bench import procstat
+from scripts.bench.run import percentiles
+from scripts.invariants import stock_problems
+
+P = "550e8400-e29b-41d4-a716-446655440002"
+
+
+def test_percentiles_of_one_to_a_hundred() -> None:
+    p = percentiles([float(v) for v in range(100, 0, -1)])
+    assert p is not None
+    assert (p["p50"], p["p95"], p["p99"], p["max"]) == (50.0, 95.0, 99.0, 100.0)
+    assert percentiles([]) is None
+
+
+def test_cpu_of_a_reaped_child_counts_for_its_parent() -> None:
+    before = procstat.tree_cpu(os.getpid())
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt=time.process_time()\nwhile time.process_time()-t<0.3: pass",
+        ],
+        check=True,
+    )
+    after = procstat.tree_cpu(os.getpid())
+    assert after - before >= 0.25
+
+
+def test_peak_rss_of_this_process() -> None:
+    peak = procstat.peak_rss_mb(os.getpid())
+    now = procstat.rss_mb(os.getpid())
+    assert peak is not None and now is not None and peak >= now > 1
+
+
+def order(status: str, quantity: int) -> dict[str, object]:
+    return {"id": "o", "status": status, "items": [{"product_id": P, "quantity": quantity}]}
+
+
+def test_stock_conserved() -> None:
+    products = [{"id": P, "stock": 97, "reserved": 13}]
+    orders = [order("completed", 2), order("completed", 1), order("cancelled", 5)]
+    assert stock_problems(products, orders, {P: 100}, {P: 10}) == []
+
+
+def test_stock_leak_and_stray_reservation_are_reported() -> None:
+    products = [{"id": P, "stock": 96, "reserved": 12}]
+    problems = stock_problems(products, [order("completed", 3)], {P: 100}, {P: 10})
+    assert any("not conserved" in p for p in problems)
+    assert any("2 reserved, completed orders hold 3" in p for p in problems)
+
+
+def test_unfinished_order_and_negative_stock_are_reported() -> None:
+    products = [{"id": P, "stock": -1, "reserved": 0}]
+    problems = stock_problems(products, [order("processing", 1)], {P: -1})
+    assert any("not terminal" in p for p in problems)
+    assert any("negative stock" in p for p in problems)
