@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -17,6 +17,16 @@ from saga_orchestrator.tables import admin_audit, saga_history, sagas
 
 class ConcurrentUpdate(Exception):
     """The saga changed under us; the message is retried against the new state."""
+
+
+_ROW_COLUMNS = (
+    "status",
+    "current_step",
+    "failure_reason",
+    "steps",
+    "updated_at",
+    "deadline_at",
+)
 
 
 def _row(saga: Saga) -> dict[str, Any]:
@@ -53,10 +63,22 @@ async def add(conn: AsyncConnection, saga: Saga) -> bool:
     return True
 
 
+# The hot path's statements are built once: constructing them per message cost more CPU
+# than PostgreSQL spent running them.
+_LOCK = select(sagas).where(sagas.c.id == bindparam("saga_id")).with_for_update()
+_SAVE = (
+    update(sagas)
+    .where(sagas.c.id == bindparam("b_id"), sagas.c.version == bindparam("b_version"))
+    .values(
+        version=bindparam("b_new_version"),
+        **{name: bindparam(f"b_{name}") for name in _ROW_COLUMNS},
+    )
+)
+_HISTORY = insert(saga_history)
+
+
 async def get_for_update(conn: AsyncConnection, saga_id: UUID) -> Saga | None:
-    row = (
-        await conn.execute(select(sagas).where(sagas.c.id == saga_id).with_for_update())
-    ).one_or_none()
+    row = (await conn.execute(_LOCK, {"saga_id": saga_id})).one_or_none()
     return None if row is None else _saga(row)
 
 
@@ -91,11 +113,9 @@ def _saga(row: Any) -> Saga:
 
 
 async def save(conn: AsyncConnection, saga: Saga) -> None:
-    result = await conn.execute(
-        update(sagas)
-        .where(sagas.c.id == saga.id, sagas.c.version == saga.version)
-        .values(version=saga.version + 1, **_row(saga))
-    )
+    params = {f"b_{k}": v for k, v in _row(saga).items()}
+    params.update(b_id=saga.id, b_version=saga.version, b_new_version=saga.version + 1)
+    result = await conn.execute(_SAVE, params)
     if result.rowcount != 1:
         raise ConcurrentUpdate(f"saga {saga.id} changed concurrently (version {saga.version})")
     saga.version += 1
@@ -106,7 +126,7 @@ async def _write_history(conn: AsyncConnection, saga: Saga) -> None:
     if saga.history:
         at = saga.updated_at
         await conn.execute(
-            insert(saga_history),
+            _HISTORY,
             [
                 {
                     "saga_id": saga.id,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from types import TracebackType
 from typing import Self
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared_domain import inbox
@@ -18,11 +19,20 @@ from shared_domain.settings import ServiceSettings
 def create_engine(settings: ServiceSettings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url(),
+        # A fixed pool: overflow connections would be opened and closed again under
+        # every burst. No pre-ping (a round trip per checkout): a connection that died
+        # fails its statement as an outage, which is retried (messages) or answered with
+        # a 503 (requests), and the pool replaces it.
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
-        pool_pre_ping=True,
+        max_overflow=0,
+        pool_pre_ping=False,
         pool_recycle=1800,
     )
+
+
+@functools.cache
+def _outbox_insert(table: Table) -> Insert:
+    return insert(table).on_conflict_do_nothing(index_elements=["id"])
 
 
 class UnitOfWork:
@@ -84,10 +94,9 @@ class UnitOfWork:
             # A re-sent command keeps its message id: if the first send is still waiting
             # in the outbox, that row already covers it.
             await self.conn.execute(
-                insert(self._outbox).on_conflict_do_nothing(index_elements=["id"]),
-                [outbox_row(s, now) for s in self._staged],
+                _outbox_insert(self._outbox), [outbox_row(s, now) for s in self._staged]
             )
         await self.conn.commit()
         self.committed = True
         if self._relay is not None and self._staged:
-            await self._relay.publish_committed(self._staged, self.conn)
+            await self._relay.publish_committed(self._staged)

@@ -246,5 +246,6 @@ def main(definition: ServiceDefinition[Any]) -> None:
         log_config=None,
         access_log=False,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
         timeout_graceful_shutdown=10,
     )

@@ -44,6 +44,27 @@ async def test_commit_publishes_at_once_and_empties_the_outbox(payment_rt, chann
     assert message.delivery_mode == 2  # persistent
     assert message.content_type == "application/json"
     assert Envelope.model_validate_json(message.body) == envelope
+    assert await outbox_count(payment_rt) == 1, "the row goes with the cleaner's next batch"
+    assert await payment_rt.relay.delete_published() == 1
+    assert await outbox_count(payment_rt) == 0
+    assert await payment_rt.relay.sweep_once() == 0
+
+
+async def test_a_published_row_the_cleaner_has_not_reached_is_not_sent_again(payment_rt, channel):
+    captured = await capture(channel, EVENTS_EXCHANGE, MessageType.PAYMENT_FAILED.value)
+    uow = UnitOfWork(
+        payment_rt.engine,
+        payment_rt.relay,
+        payment_rt.outbox_table,
+        payment_rt.inbox_table,
+        outbox_grace=0,
+    )
+    async with uow:
+        uow.emit(event())
+        await uow.commit()
+    await captured.next(timeout=2)
+    assert await payment_rt.relay.sweep_once() == 0
+    assert await captured.nothing_within(0.3)
     assert await outbox_count(payment_rt) == 0
 
 
