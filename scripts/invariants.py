@@ -18,6 +18,20 @@ REPEATABLE = ("resent", "compensation retry")
 Read = Callable[[str, str], Awaitable[Any]]
 
 
+async def customer_orders(read: Read, customer: str) -> list[dict[str, Any]]:
+    """Every order of a customer, page by page."""
+    orders: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        data = await read(
+            "order_service", f"/customers/{customer}/orders?page={page}&page_size=100"
+        )
+        orders += data["items"]
+        if len(orders) >= data["total"] or not data["items"]:
+            return orders
+        page += 1
+
+
 @dataclass
 class Audit:
     problems: list[str] = field(default_factory=list)

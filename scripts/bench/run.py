@@ -24,7 +24,7 @@ import asyncpg
 from scripts.bench import calibrate, procstat
 from scripts.bench.load import Driver, Placed
 from scripts.bench.outcomes import Outcomes
-from scripts.invariants import TERMINAL, audit_orders, stock_problems
+from scripts.invariants import TERMINAL, audit_orders, customer_orders, stock_problems
 from scripts.isolation import (
     PG,
     RABBIT_PASSWORD,
@@ -131,18 +131,6 @@ class Reader:
             await asyncio.sleep(0.2 * (attempt + 1))
         raise RuntimeError(f"GET {service} {path} kept failing")
 
-    async def orders_of(self, customer: str) -> list[dict[str, Any]]:
-        orders: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            data = await self(
-                "order_service", f"/customers/{customer}/orders?page={page}&page_size=100"
-            )
-            orders += data["items"]
-            if len(orders) >= data["total"] or not data["items"]:
-                return orders
-            page += 1
-
 
 async def receive_goods(stack: Stack) -> None:
     """The warehouse is stocked for the run (the one step not done through the API: the
@@ -210,8 +198,8 @@ async def _measure(
 ) -> dict[str, Any]:
     read = Reader(client, stack)
     await receive_goods(stack)
-    products = [(p["id"], p["price"]) for p in await read("inventory_service", "/products")]
     before = {p["id"]: p for p in await read("inventory_service", "/products")}
+    products = [(pid, p["price"]) for pid, p in before.items()]
     outcomes = Outcomes()
     await outcomes.subscribe(_amqp_url(vhost))
     order_urls = [stack.url(n) for n in stack.instances("order_service")]
@@ -271,7 +259,7 @@ async def _measure(
 
     tick("checking invariants", 0, 1)
     orders = await _wait_terminal(read, driver.customer, config.give_up)
-    every_order = orders + (await read.orders_of(warm.customer) if config.warmup > 0 else [])
+    every_order = orders + (await customer_orders(read, warm.customer) if config.warmup > 0 else [])
     audit = await audit_orders(read, every_order, concurrency=16)
     after = await read("inventory_service", "/products")
     problems = audit.problems + stock_problems(
@@ -303,7 +291,7 @@ async def _wait_terminal(read: Reader, customer: str, bound: float) -> list[dict
     """The order service applies the outcome event a moment after the benchmark sees it."""
     deadline = time.monotonic() + bound
     while True:
-        orders = await read.orders_of(customer)
+        orders = await customer_orders(read, customer)
         if all(o["status"] in TERMINAL for o in orders) or time.monotonic() > deadline:
             return orders
         await asyncio.sleep(0.5)

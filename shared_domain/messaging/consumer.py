@@ -100,13 +100,11 @@ class Consumer:
     async def _retry_or_dead_letter(
         self, message: AbstractIncomingMessage, exc: Exception, envelope: Envelope
     ) -> None:
-        raw = (message.headers or {}).get(RETRY_COUNT_HEADER)
-        retries = raw if isinstance(raw, int) else 0
-        error = _describe(exc)
         headers = dict(message.headers or {})
+        retries = _count(headers, RETRY_COUNT_HEADER)
+        error = _describe(exc)
         if is_outage(exc):
-            raw = headers.get(OUTAGE_COUNT_HEADER)
-            outages = raw if isinstance(raw, int) else 0
+            outages = _count(headers, OUTAGE_COUNT_HEADER)
             delay = self._backoff.delay(outages)
             log.warning(
                 "%s for order %s: dependency unavailable (%s); retry in %.2fs (not counted)",
@@ -201,6 +199,11 @@ def _copy(
         correlation_id=message.correlation_id,
         headers=headers,
     )
+
+
+def _count(headers: Mapping[str, Any], key: str) -> int:
+    raw = headers.get(key)
+    return raw if isinstance(raw, int) else 0
 
 
 def _describe(exc: BaseException) -> str:

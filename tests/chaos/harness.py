@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from scripts.invariants import TERMINAL, audit_orders, stock_problems
+from scripts.invariants import TERMINAL, audit_orders, customer_orders, stock_problems
 from scripts.isolation import PG
 from scripts.sample import ADDRESS
 from scripts.stack import SERVICES, Stack
@@ -138,16 +138,7 @@ class Chaos:
         return customer
 
     async def orders_of(self, customer: str) -> list[dict[str, Any]]:
-        orders: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            data = await self.data(
-                "order_service", f"/customers/{customer}/orders?page={page}&page_size=100"
-            )
-            orders += data["items"]
-            if len(orders) >= data["total"] or not data["items"]:
-                return orders
-            page += 1
+        return await customer_orders(self.data, customer)
 
     async def wait_terminal(self, customer: str, accepted: int, bound: float) -> list[Any]:
         """The customer's orders once every one is terminal. There must be exactly as
