@@ -1,82 +1,79 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory_service.domain import Product, Reservation, ReservationStatus
 from inventory_service.tables import products, reservations
+from shared_domain.db import Connection
+
+_RESERVATION_LOCK = "SELECT * FROM reservations WHERE order_id = $1 FOR UPDATE"
+# Row locks taken in id order, so concurrent reservations never deadlock.
+_PRODUCTS_LOCK = "SELECT * FROM products WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+_SAVE_STOCK = "UPDATE products SET stock = $2, reserved = $3 WHERE id = $1"
+_ADD_RESERVATION = (
+    "INSERT INTO reservations (id, order_id, status, items, failure_reason, failure_detail, "
+    "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+)
+_SAVE_RESERVATION = "UPDATE reservations SET status = $2, updated_at = $3 WHERE id = $1"
 
 
-def _reservation(row: Any) -> Reservation:
+def _reservation(row: Mapping[Any, Any]) -> Reservation:
     return Reservation(
-        id=row.id,
-        order_id=row.order_id,
-        status=ReservationStatus(row.status),
-        items={UUID(k): v for k, v in row.items.items()},
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        failure_reason=row.failure_reason,
-        failure_detail=row.failure_detail or {},
+        id=row["id"],
+        order_id=row["order_id"],
+        status=ReservationStatus(row["status"]),
+        items={UUID(k): v for k, v in row["items"].items()},
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        failure_reason=row["failure_reason"],
+        failure_detail=row["failure_detail"] or {},
     )
 
 
-def _product(row: Any) -> Product:
-    return Product(row.id, row.name, row.price, row.stock, row.reserved)
+def _product(row: Mapping[Any, Any]) -> Product:
+    return Product(row["id"], row["name"], row["price"], row["stock"], row["reserved"])
 
 
-async def reservation_for_update(conn: AsyncConnection, order_id: UUID) -> Reservation | None:
-    row = (
-        await conn.execute(
-            select(reservations).where(reservations.c.order_id == order_id).with_for_update()
-        )
-    ).one_or_none()
+async def reservation_for_update(conn: Connection, order_id: UUID) -> Reservation | None:
+    row = await conn.fetchrow(_RESERVATION_LOCK, order_id)
     return _reservation(row) if row else None
 
 
-async def products_for_update(conn: AsyncConnection, ids: list[UUID]) -> dict[UUID, Product]:
-    """Row locks taken in id order, so concurrent reservations never deadlock."""
-    rows = (
-        await conn.execute(
-            select(products).where(products.c.id.in_(ids)).order_by(products.c.id).with_for_update()
-        )
-    ).all()
-    return {r.id: _product(r) for r in rows}
+async def products_for_update(conn: Connection, ids: list[UUID]) -> dict[UUID, Product]:
+    return {r["id"]: _product(r) for r in await conn.fetch(_PRODUCTS_LOCK, ids)}
 
 
-async def save_stock(conn: AsyncConnection, changed: list[Product]) -> None:
-    for product in changed:
-        await conn.execute(
-            update(products)
-            .where(products.c.id == product.id)
-            .values(stock=product.stock, reserved=product.reserved)
-        )
+async def save_stock(conn: Connection, changed: list[Product]) -> None:
+    rows = [(p.id, p.stock, p.reserved) for p in changed]
+    if len(rows) == 1:
+        await conn.execute(_SAVE_STOCK, *rows[0])
+    elif rows:
+        await conn.executemany(_SAVE_STOCK, rows)
 
 
-def _reservation_row(r: Reservation) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "order_id": r.order_id,
-        "status": r.status.value,
-        "items": {str(k): v for k, v in r.items.items()},
-        "failure_reason": r.failure_reason,
-        "failure_detail": r.failure_detail,
-        "created_at": r.created_at,
-        "updated_at": r.updated_at,
-    }
-
-
-async def add_reservation(conn: AsyncConnection, reservation: Reservation) -> None:
-    await conn.execute(insert(reservations).values(**_reservation_row(reservation)))
-
-
-async def save_reservation(conn: AsyncConnection, reservation: Reservation) -> None:
+async def add_reservation(conn: Connection, reservation: Reservation) -> None:
+    r = reservation
     await conn.execute(
-        update(reservations)
-        .where(reservations.c.id == reservation.id)
-        .values(status=reservation.status.value, updated_at=reservation.updated_at)
+        _ADD_RESERVATION,
+        r.id,
+        r.order_id,
+        r.status.value,
+        {str(k): v for k, v in r.items.items()},
+        r.failure_reason,
+        r.failure_detail,
+        r.created_at,
+        r.updated_at,
+    )
+
+
+async def save_reservation(conn: Connection, reservation: Reservation) -> None:
+    await conn.execute(
+        _SAVE_RESERVATION, reservation.id, reservation.status.value, reservation.updated_at
     )
 
 
@@ -86,7 +83,7 @@ async def save_reservation(conn: AsyncConnection, reservation: Reservation) -> N
 async def list_products(engine: AsyncEngine) -> list[Product]:
     async with engine.connect() as conn:
         rows = (await conn.execute(select(products).order_by(products.c.id))).all()
-    return [_product(r) for r in rows]
+    return [_product(r._mapping) for r in rows]
 
 
 async def get_product(engine: AsyncEngine, product_id: UUID) -> Product | None:
@@ -94,7 +91,7 @@ async def get_product(engine: AsyncEngine, product_id: UUID) -> Product | None:
         row = (
             await conn.execute(select(products).where(products.c.id == product_id))
         ).one_or_none()
-    return _product(row) if row else None
+    return _product(row._mapping) if row else None
 
 
 async def reservation_for_order(engine: AsyncEngine, order_id: UUID) -> Reservation | None:
@@ -102,4 +99,4 @@ async def reservation_for_order(engine: AsyncEngine, order_id: UUID) -> Reservat
         row = (
             await conn.execute(select(reservations).where(reservations.c.order_id == order_id))
         ).one_or_none()
-    return _reservation(row) if row else None
+    return _reservation(row._mapping) if row else None

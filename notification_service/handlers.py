@@ -19,6 +19,7 @@ from shared_domain.contracts import (
     utcnow,
 )
 from shared_domain.messaging.consumer import Handler
+from shared_domain.pg import connection
 from shared_domain.retry import call_retrying
 from shared_domain.runtime import Runtime
 
@@ -58,7 +59,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
         return attempts, None
 
     async def send(envelope: Envelope, command: SendNotification) -> None:
-        async with rt.engine.connect() as conn:
+        async with connection(rt.pool) as conn:
             existing = await repository.find(conn, envelope.order_id, command.kind)
         if existing is None:
             draft = Notification.record(

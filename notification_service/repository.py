@@ -1,46 +1,56 @@
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notification_service.domain import Notification, NotificationStatus
 from notification_service.tables import notifications
 from shared_domain.contracts import NotificationKind
+from shared_domain.db import Connection
+
+_FIND = "SELECT * FROM notifications WHERE order_id = $1 AND kind = $2"
+_ADD = (
+    "INSERT INTO notifications (id, order_id, customer_id, kind, channel, subject, status, "
+    "attempts, error, created_at, updated_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+    "ON CONFLICT ON CONSTRAINT uq_notifications_order_kind DO NOTHING RETURNING true"
+)
 
 
-def _notification(row: Any) -> Notification:
-    values = dict(row._mapping)
+def _notification(row: Mapping[Any, Any]) -> Notification:
+    values = dict(row)
     values["status"] = NotificationStatus(values["status"])
     values["kind"] = NotificationKind(values["kind"])
     return Notification(**values)
 
 
-async def find(
-    conn: AsyncConnection, order_id: UUID, kind: NotificationKind
-) -> Notification | None:
-    row = (
-        await conn.execute(
-            select(notifications).where(
-                notifications.c.order_id == order_id, notifications.c.kind == kind.value
-            )
-        )
-    ).one_or_none()
+async def find(conn: Connection, order_id: UUID, kind: NotificationKind) -> Notification | None:
+    row = await conn.fetchrow(_FIND, order_id, kind.value)
     return _notification(row) if row else None
 
 
-async def add(conn: AsyncConnection, notification: Notification) -> bool:
+async def add(conn: Connection, notification: Notification) -> bool:
     """False when one for this order and kind was recorded concurrently."""
-    result = await conn.execute(
-        insert(notifications)
-        .values(**asdict(notification))
-        .on_conflict_do_nothing(constraint="uq_notifications_order_kind")
+    n = notification
+    added = await conn.fetchval(
+        _ADD,
+        n.id,
+        n.order_id,
+        n.customer_id,
+        n.kind.value,
+        n.channel,
+        n.subject,
+        n.status.value,
+        n.attempts,
+        n.error,
+        n.created_at,
+        n.updated_at,
     )
-    return bool(result.rowcount)
+    return bool(added)
 
 
 async def for_order(engine: AsyncEngine, order_id: UUID) -> list[Notification]:
@@ -52,4 +62,4 @@ async def for_order(engine: AsyncEngine, order_id: UUID) -> list[Notification]:
                 .order_by(notifications.c.created_at)
             )
         ).all()
-    return [_notification(r) for r in rows]
+    return [_notification(r._mapping) for r in rows]

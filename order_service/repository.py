@@ -1,92 +1,93 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_service.domain import Order, OrderLine, OrderStatus
 from order_service.tables import order_status_history, orders
+from shared_domain.db import Connection
 
 
-def _order(row: Any) -> Order:
+def _order(row: Mapping[Any, Any]) -> Order:
     return Order(
-        id=row.id,
-        customer_id=row.customer_id,
+        id=row["id"],
+        customer_id=row["customer_id"],
         items=[
-            OrderLine(UUID(i["product_id"]), i["quantity"], Decimal(i["price"])) for i in row.items
+            OrderLine(UUID(i["product_id"]), i["quantity"], Decimal(i["price"]))
+            for i in row["items"]
         ],
-        total_amount=row.total_amount,
-        status=OrderStatus(row.status),
-        shipping_address=row.shipping_address,
-        saga_id=row.saga_id,
-        failure_reason=row.failure_reason,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        idempotency_key=row.idempotency_key,
-        request_fingerprint=row.request_fingerprint,
+        total_amount=row["total_amount"],
+        status=OrderStatus(row["status"]),
+        shipping_address=row["shipping_address"],
+        saga_id=row["saga_id"],
+        failure_reason=row["failure_reason"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        idempotency_key=row["idempotency_key"],
+        request_fingerprint=row["request_fingerprint"],
     )
 
 
-async def add(conn: AsyncConnection, order: Order) -> None:
+_ADD = (
+    "INSERT INTO orders (id, customer_id, status, total_amount, items, shipping_address, "
+    "saga_id, failure_reason, idempotency_key, request_fingerprint, created_at, updated_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+)
+_SAVE = "UPDATE orders SET status = $2, failure_reason = $3, updated_at = $4 WHERE id = $1"
+_CHANGE = "INSERT INTO order_status_history (order_id, status, reason, at) VALUES ($1, $2, $3, $4)"
+_LOCK = "SELECT * FROM orders WHERE id = $1 FOR UPDATE"
+_BY_KEY = "SELECT * FROM orders WHERE idempotency_key = $1"
+
+
+async def add(conn: Connection, order: Order) -> None:
+    """A second order with the same Idempotency-Key raises asyncpg.UniqueViolationError."""
     await conn.execute(
-        insert(orders).values(
-            id=order.id,
-            customer_id=order.customer_id,
-            status=order.status.value,
-            total_amount=order.total_amount,
-            items=[
-                {"product_id": str(i.product_id), "quantity": i.quantity, "price": str(i.price)}
-                for i in order.items
-            ],
-            shipping_address=order.shipping_address,
-            saga_id=order.saga_id,
-            failure_reason=order.failure_reason,
-            idempotency_key=order.idempotency_key,
-            request_fingerprint=order.request_fingerprint,
-            created_at=order.created_at,
-            updated_at=order.updated_at,
-        )
+        _ADD,
+        order.id,
+        order.customer_id,
+        order.status.value,
+        order.total_amount,
+        [
+            {"product_id": str(i.product_id), "quantity": i.quantity, "price": str(i.price)}
+            for i in order.items
+        ],
+        order.shipping_address,
+        order.saga_id,
+        order.failure_reason,
+        order.idempotency_key,
+        order.request_fingerprint,
+        order.created_at,
+        order.updated_at,
     )
     await _write_changes(conn, order)
 
 
-async def save(conn: AsyncConnection, order: Order) -> None:
-    await conn.execute(
-        update(orders)
-        .where(orders.c.id == order.id)
-        .values(
-            status=order.status.value,
-            failure_reason=order.failure_reason,
-            updated_at=order.updated_at,
-        )
-    )
+async def save(conn: Connection, order: Order) -> None:
+    await conn.execute(_SAVE, order.id, order.status.value, order.failure_reason, order.updated_at)
     await _write_changes(conn, order)
 
 
-async def _write_changes(conn: AsyncConnection, order: Order) -> None:
-    if order.changes:
-        await conn.execute(
-            insert(order_status_history),
-            [
-                {"order_id": order.id, "status": c.status.value, "reason": c.reason, "at": c.at}
-                for c in order.changes
-            ],
-        )
-        order.changes.clear()
+async def _write_changes(conn: Connection, order: Order) -> None:
+    rows = [(order.id, c.status.value, c.reason, c.at) for c in order.changes]
+    if len(rows) == 1:
+        await conn.execute(_CHANGE, *rows[0])
+    elif rows:
+        await conn.executemany(_CHANGE, rows)
+    order.changes.clear()
 
 
-async def get_for_update(conn: AsyncConnection, order_id: UUID) -> Order | None:
-    row = (
-        await conn.execute(select(orders).where(orders.c.id == order_id).with_for_update())
-    ).one_or_none()
+async def get_for_update(conn: Connection, order_id: UUID) -> Order | None:
+    row = await conn.fetchrow(_LOCK, order_id)
     return _order(row) if row else None
 
 
-async def by_idempotency_key(conn: AsyncConnection, key: str) -> Order | None:
-    row = (await conn.execute(select(orders).where(orders.c.idempotency_key == key))).one_or_none()
+async def by_idempotency_key(conn: Connection, key: str) -> Order | None:
+    row = await conn.fetchrow(_BY_KEY, key)
     return _order(row) if row else None
 
 
@@ -128,7 +129,7 @@ async def order_with_history(engine: AsyncEngine, order_id: UUID) -> dict[str, A
                 .order_by(order_status_history.c.id)
             )
         ).all()
-    data = view(_order(row))
+    data = view(_order(row._mapping))
     data["status_history"] = [{"status": h.status, "reason": h.reason, "at": h.at} for h in history]
     return data
 
@@ -151,4 +152,4 @@ async def customer_orders(
                 select(func.count()).select_from(orders).where(orders.c.customer_id == customer_id)
             )
         ).scalar_one()
-    return [view(_order(r)) for r in rows], total
+    return [view(_order(r._mapping)) for r in rows], total

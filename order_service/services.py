@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from sqlalchemy.exc import IntegrityError
+import asyncpg
 
 from order_service import repository
 from order_service.domain import Order, OrderLine, OrderStatus
@@ -56,7 +56,7 @@ async def place_order(
             )
             try:
                 await repository.add(uow.conn, order)
-            except IntegrityError:
+            except asyncpg.UniqueViolationError:
                 if not idempotency_key:
                     raise
                 continue  # the same key won a race: read it back

@@ -18,7 +18,7 @@ ADMIN_KEY_HEADER = "X-Admin-Key"
 ACTOR_HEADER = "X-Admin-Actor"  # optional: who is acting, for the audit log
 
 
-def require_admin(request: Request, rt: RuntimeDep) -> Actor:
+async def require_admin(request: Request, rt: RuntimeDep) -> Actor:
     address = request.client.host if request.client else "unknown"
     configured = rt.settings.admin_api_key
     if configured is None:

@@ -3,143 +3,136 @@ orchestrator replicas can never advance one saga twice."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from saga_orchestrator.domain import Saga, SagaStatus, Step, StepState
 from saga_orchestrator.tables import admin_audit, saga_history, sagas
+from shared_domain.db import Connection
 
 
 class ConcurrentUpdate(Exception):
     """The saga changed under us; the message is retried against the new state."""
 
 
-_ROW_COLUMNS = (
-    "status",
-    "current_step",
-    "failure_reason",
-    "steps",
-    "updated_at",
-    "deadline_at",
+def _state(saga: Saga) -> tuple[Any, ...]:
+    """status, current_step, failure_reason, steps, updated_at, deadline_at"""
+    current = saga.current_step
+    return (
+        saga.status.value,
+        current.value if current else None,
+        saga.failure_reason,
+        {k.value: v.to_dict() for k, v in saga.steps.items()},
+        saga.updated_at,
+        saga.deadline,
+    )
+
+
+# A saga's new transitions are written by the statement that writes the saga (one round
+# trip): they arrive as four arrays (step, status, message type, detail) and are unnested.
+_ADD = (
+    "WITH saga AS ("
+    " INSERT INTO sagas (id, order_id, order_data, correlation_id, version, created_at,"
+    " status, current_step, failure_reason, steps, updated_at, deadline_at)"
+    " VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $11)"
+    " ON CONFLICT DO NOTHING RETURNING id"
+    "), history AS ("
+    " INSERT INTO saga_history (saga_id, step, status, message_type, detail, at)"
+    " SELECT saga.id, t.step, t.status, t.message_type, t.detail, $10"
+    " FROM saga, unnest($12::text[], $13::text[], $14::text[], $15::text[])"
+    " AS t(step, status, message_type, detail)"
+    ") SELECT count(*) FROM saga"
+)
+_SAVE = (
+    "WITH history AS ("
+    " INSERT INTO saga_history (saga_id, step, status, message_type, detail, at)"
+    " SELECT $1, t.step, t.status, t.message_type, t.detail, $8"
+    " FROM unnest($10::text[], $11::text[], $12::text[], $13::text[])"
+    " AS t(step, status, message_type, detail)"
+    ") UPDATE sagas SET version = $3, status = $4, current_step = $5, failure_reason = $6,"
+    " steps = $7, updated_at = $8, deadline_at = $9 WHERE id = $1 AND version = $2"
+)
+_LOCK = "SELECT * FROM sagas WHERE id = $1 FOR UPDATE"
+_DUE = (
+    "SELECT * FROM sagas WHERE deadline_at <= $1 ORDER BY deadline_at LIMIT $2 "
+    "FOR UPDATE SKIP LOCKED"
+)
+_AUDIT = (
+    "INSERT INTO admin_audit (at, action, target, actor, outcome, detail, request_id) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
 )
 
 
-def _row(saga: Saga) -> dict[str, Any]:
-    current = saga.current_step
-    return {
-        "status": saga.status.value,
-        "current_step": current.value if current else None,
-        "failure_reason": saga.failure_reason,
-        "steps": {k.value: v.to_dict() for k, v in saga.steps.items()},
-        "updated_at": saga.updated_at,
-        "deadline_at": saga.deadline,
-    }
-
-
-async def add(conn: AsyncConnection, saga: Saga) -> bool:
-    """Insert a new saga; False when one already exists for this order."""
-    result = await conn.execute(
-        pg_insert(sagas)
-        .values(
-            id=saga.id,
-            order_id=saga.order_id,
-            order_data=saga.order,
-            correlation_id=saga.correlation_id,
-            version=1,
-            created_at=saga.created_at,
-            **_row(saga),
-        )
-        .on_conflict_do_nothing()
+def _take_history(saga: Saga) -> tuple[list[str], list[str], list[str], list[str | None]]:
+    """The transitions not yet written, as columns; cleared from the saga."""
+    history, saga.history = saga.history, []
+    return (
+        [t.step for t in history],
+        [t.status for t in history],
+        [t.message_type for t in history],
+        [t.detail for t in history],
     )
-    if not result.rowcount:
+
+
+async def add(conn: Connection, saga: Saga) -> bool:
+    """Insert a new saga with its first transitions; False when one already exists for
+    this order (then nothing is written)."""
+    added = await conn.fetchval(
+        _ADD,
+        saga.id,
+        saga.order_id,
+        saga.order,
+        saga.correlation_id,
+        saga.created_at,
+        *_state(saga),
+        *_take_history(saga),
+    )
+    if not added:
         return False
     saga.version = 1
-    await _write_history(conn, saga)
     return True
 
 
-# The hot path's statements are built once: constructing them per message cost more CPU
-# than PostgreSQL spent running them.
-_LOCK = select(sagas).where(sagas.c.id == bindparam("saga_id")).with_for_update()
-_SAVE = (
-    update(sagas)
-    .where(sagas.c.id == bindparam("b_id"), sagas.c.version == bindparam("b_version"))
-    .values(
-        version=bindparam("b_new_version"),
-        **{name: bindparam(f"b_{name}") for name in _ROW_COLUMNS},
-    )
-)
-_HISTORY = insert(saga_history)
-
-
-async def get_for_update(conn: AsyncConnection, saga_id: UUID) -> Saga | None:
-    row = (await conn.execute(_LOCK, {"saga_id": saga_id})).one_or_none()
+async def get_for_update(conn: Connection, saga_id: UUID) -> Saga | None:
+    row = await conn.fetchrow(_LOCK, saga_id)
     return None if row is None else _saga(row)
 
 
-async def due_for_update(conn: AsyncConnection, now: datetime, limit: int) -> list[Saga]:
+async def due_for_update(conn: Connection, now: datetime, limit: int) -> list[Saga]:
     """Sagas whose command in flight is past its deadline, locked; rows another replica
     holds are skipped, so each one is handled by one replica."""
-    rows = (
-        await conn.execute(
-            select(sagas)
-            .where(sagas.c.deadline_at <= now)
-            .order_by(sagas.c.deadline_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
-    return [_saga(row) for row in rows]
+    return [_saga(row) for row in await conn.fetch(_DUE, now, limit)]
 
 
-def _saga(row: Any) -> Saga:
+def _saga(row: Mapping[Any, Any]) -> Saga:
     return Saga(
-        id=row.id,
-        order_id=row.order_id,
-        order=row.order_data,
-        status=SagaStatus(row.status),
-        steps={Step(k): StepState.from_dict(v) for k, v in row.steps.items()},
-        failure_reason=row.failure_reason,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        version=row.version,
-        correlation_id=row.correlation_id,
+        id=row["id"],
+        order_id=row["order_id"],
+        order=row["order_data"],
+        status=SagaStatus(row["status"]),
+        steps={Step(k): StepState.from_dict(v) for k, v in row["steps"].items()},
+        failure_reason=row["failure_reason"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+        correlation_id=row["correlation_id"],
     )
 
 
-async def save(conn: AsyncConnection, saga: Saga) -> None:
-    params = {f"b_{k}": v for k, v in _row(saga).items()}
-    params.update(b_id=saga.id, b_version=saga.version, b_new_version=saga.version + 1)
-    result = await conn.execute(_SAVE, params)
-    if result.rowcount != 1:
+async def save(conn: Connection, saga: Saga) -> None:
+    """Write the saga and its new transitions, if nobody changed it since it was loaded.
+    (On a conflict the caller's transaction is rolled back, history rows included.)"""
+    status = await conn.execute(
+        _SAVE, saga.id, saga.version, saga.version + 1, *_state(saga), *_take_history(saga)
+    )
+    if status != "UPDATE 1":
         raise ConcurrentUpdate(f"saga {saga.id} changed concurrently (version {saga.version})")
     saga.version += 1
-    await _write_history(conn, saga)
-
-
-async def _write_history(conn: AsyncConnection, saga: Saga) -> None:
-    if saga.history:
-        at = saga.updated_at
-        await conn.execute(
-            _HISTORY,
-            [
-                {
-                    "saga_id": saga.id,
-                    "step": t.step,
-                    "status": t.status,
-                    "message_type": t.message_type,
-                    "detail": t.detail,
-                    "at": at,
-                }
-                for t in saga.history
-            ],
-        )
-        saga.history.clear()
 
 
 # ---------------------------------------------------------------- read side
@@ -208,8 +201,18 @@ async def get_saga(engine: AsyncEngine, saga_id: UUID) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- admin audit log
 
 
-async def record_audit(conn: AsyncConnection, **entry: Any) -> None:
-    await conn.execute(insert(admin_audit).values(**entry))
+async def record_audit(
+    conn: Connection,
+    *,
+    at: datetime,
+    action: str,
+    target: str,
+    actor: str,
+    outcome: str,
+    detail: str | None,
+    request_id: str | None,
+) -> None:
+    await conn.execute(_AUDIT, at, action, target, actor, outcome, detail, request_id)
 
 
 async def list_audit(engine: AsyncEngine, limit: int) -> list[dict[str, Any]]:

@@ -39,8 +39,9 @@ async def audit(
     rt: Runtime[Settings], action: str, target: str, actor: Actor, outcome: str, detail: str | None
 ) -> None:
     """An audit entry on its own (for operations that touch no saga)."""
-    async with rt.engine.begin() as conn:
-        await repository.record_audit(conn, **_entry(action, target, actor, outcome, detail))
+    async with rt.uow() as uow:
+        await repository.record_audit(uow.conn, **_entry(action, target, actor, outcome, detail))
+        await uow.commit()
 
 
 def _entry(

@@ -4,13 +4,14 @@ means "already done"."""
 
 from __future__ import annotations
 
-import functools
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, bindparam, func
+from sqlalchemy import Column, DateTime, MetaData, String, Table, func
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
-from sqlalchemy.dialects.postgresql import Insert, insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+
+if TYPE_CHECKING:
+    from shared_domain.db import Connection
 
 
 def define_inbox_table(metadata: MetaData) -> Table:
@@ -23,19 +24,12 @@ def define_inbox_table(metadata: MetaData) -> Table:
     )
 
 
-@functools.cache
-def _claim_statement(table: Table) -> Insert:
-    # Built once per table: constructing the statement costs more than running it.
-    return (
-        insert(table)
-        .values(message_id=bindparam("message_id"), message_type=bindparam("message_type"))
-        .on_conflict_do_nothing(index_elements=["message_id"])
-    )
+_CLAIM = (
+    "INSERT INTO inbox (message_id, message_type) VALUES ($1, $2) "
+    "ON CONFLICT (message_id) DO NOTHING RETURNING true"
+)
 
 
-async def claim(conn: AsyncConnection, table: Table, message_id: UUID, message_type: str) -> bool:
+async def claim(conn: Connection, message_id: UUID, message_type: str) -> bool:
     """True the first time a message id is seen (within this transaction's view)."""
-    result = await conn.execute(
-        _claim_statement(table), {"message_id": message_id, "message_type": message_type}
-    )
-    return bool(result.rowcount)
+    return bool(await conn.fetchval(_CLAIM, message_id, message_type))

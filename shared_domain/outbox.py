@@ -3,7 +3,7 @@
 A handler writes its outgoing messages into the `outbox` table in the same transaction
 as its state change. After the commit the relay publishes them at once (the fast path)
 and hands their ids to a cleaner that deletes published rows in batches, in a
-transaction of its own, a few milliseconds later: one DELETE for many messages instead of
+transaction of its own, up to 100 ms later: one DELETE for many messages instead of
 a second commit per message. Each row carries `available_at`: the moment the background
 sweep may take it. Fresh rows get a short grace period so the sweep does not race the
 fast path; delayed messages (scheduled retries) simply get a later `available_at`. The
@@ -21,26 +21,18 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    delete,
-    func,
-    select,
-)
+import asyncpg
+from sqlalchemy import Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared_domain.contracts import Envelope, MessageType, exchange_for
 from shared_domain.messaging.broker import Broker, OutgoingMessage
+from shared_domain.pg import connection
+
+if TYPE_CHECKING:
+    from shared_domain.db import Connection
 
 log = logging.getLogger(__name__)
 
@@ -84,35 +76,78 @@ def stage(envelope: Envelope, now: datetime, grace: float, delay: float = 0.0) -
     return StagedMessage(message, available_at, delayed=delay > 0)
 
 
-def outbox_row(staged: StagedMessage, now: datetime) -> dict[str, Any]:
+# A re-sent command keeps its message id: if the first send is still waiting in the
+# outbox, that row already covers it.
+_INSERT = (
+    "INSERT INTO outbox (id, exchange, routing_key, message_type, correlation_id, body, "
+    "headers, created_at, available_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+_INSERT_MANY = (
+    "INSERT INTO outbox (id, exchange, routing_key, message_type, correlation_id, body, "
+    "headers, created_at, available_at) "
+    "SELECT m.id, m.exchange, m.routing_key, m.message_type, m.correlation_id, m.body, "
+    "m.headers, $8, m.available_at FROM unnest($1::uuid[], $2::text[], $3::text[], "
+    "$4::text[], $5::text[], $6::bytea[], $7::jsonb[], $9::timestamptz[]) "
+    "AS m(id, exchange, routing_key, message_type, correlation_id, body, headers, "
+    "available_at) ON CONFLICT (id) DO NOTHING"
+)
+_SWEEP = (
+    "SELECT id, exchange, routing_key, message_type, correlation_id, body, headers "
+    "FROM outbox WHERE available_at <= now() ORDER BY available_at LIMIT $1 "
+    "FOR UPDATE SKIP LOCKED"
+)
+_DELETE = "DELETE FROM outbox WHERE id = ANY($1::uuid[])"
+
+
+def _row(staged: StagedMessage, now: datetime) -> tuple[object, ...]:
     m = staged.message
-    return {
-        "id": m.message_id,
-        "exchange": m.exchange,
-        "routing_key": m.routing_key,
-        "message_type": m.message_type,
-        "correlation_id": m.correlation_id,
-        "body": m.body,
-        "headers": dict(m.headers),
-        "created_at": now,
-        "available_at": staged.available_at,
-    }
+    return (
+        m.message_id,
+        m.exchange,
+        m.routing_key,
+        m.message_type,
+        m.correlation_id,
+        m.body,
+        dict(m.headers),
+        now,
+        staged.available_at,
+    )
+
+
+async def insert_staged(conn: Connection, staged: list[StagedMessage], now: datetime) -> None:
+    """Write staged messages into the outbox, in the caller's transaction: one statement
+    however many there are (several as arrays, unnested)."""
+    if len(staged) == 1:
+        await conn.execute(_INSERT, *_row(staged[0], now))
+        return
+    m = [s.message for s in staged]
+    await conn.execute(
+        _INSERT_MANY,
+        [x.message_id for x in m],
+        [x.exchange for x in m],
+        [x.routing_key for x in m],
+        [x.message_type for x in m],
+        [x.correlation_id for x in m],
+        [x.body for x in m],
+        [dict(x.headers) for x in m],
+        now,
+        [s.available_at for s in staged],
+    )
 
 
 class OutboxRelay:
     def __init__(
         self,
-        engine: AsyncEngine,
+        pool: asyncpg.Pool,
         broker: Broker,
-        table: Table,
         *,
         sweep_interval: float,
         batch_size: int = 200,
-        clean_delay: float = 0.02,
+        clean_delay: float = 0.1,
     ) -> None:
-        self._engine = engine
+        self._pool = pool
         self._broker = broker
-        self._table = table
         self._interval = sweep_interval
         self._batch = batch_size
         self._clean_delay = clean_delay
@@ -142,52 +177,35 @@ class OutboxRelay:
             return 0
         ids, self._published = list(self._published), set()
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(delete(self._table).where(self._table.c.id.in_(ids)))
+            async with connection(self._pool) as conn:
+                await conn.execute(_DELETE, ids)
         except BaseException:
             self._published.update(ids)  # try again next time (or the sweep re-sends)
             raise
         return len(ids)
 
     async def sweep_once(self) -> int:
-        t = self._table
-        async with self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        t.c.id,
-                        t.c.exchange,
-                        t.c.routing_key,
-                        t.c.message_type,
-                        t.c.correlation_id,
-                        t.c.body,
-                        t.c.headers,
-                    )
-                    .where(t.c.available_at <= func.now())
-                    .order_by(t.c.available_at)
-                    .limit(self._batch)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+        async with connection(self._pool) as conn, conn.transaction():
+            rows = await conn.fetch(_SWEEP, self._batch)
             if not rows:
                 return 0
             # Rows the fast path published and the cleaner has not reached yet go
             # without being sent again.
             messages = [
                 OutgoingMessage(
-                    message_id=str(r.id),
-                    exchange=r.exchange,
-                    routing_key=r.routing_key,
-                    body=r.body,
-                    message_type=r.message_type,
-                    correlation_id=r.correlation_id,
-                    headers=r.headers or {},
+                    message_id=str(r["id"]),
+                    exchange=r["exchange"],
+                    routing_key=r["routing_key"],
+                    body=r["body"],
+                    message_type=r["message_type"],
+                    correlation_id=r["correlation_id"],
+                    headers=r["headers"] or {},
                 )
                 for r in rows
-                if str(r.id) not in self._published
+                if str(r["id"]) not in self._published
             ]
             await self._broker.publish_many(messages)
-            await conn.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
+            await conn.execute(_DELETE, [r["id"] for r in rows])
         if messages:
             log.info("outbox sweep published %d message(s)", len(messages))
         return len(messages)

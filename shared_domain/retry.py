@@ -78,6 +78,13 @@ _OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# When the server ends a session (terminated backend, shutdown), its FATAL error can reach
+# a connection that is idle or between two statements; asyncpg then leaves the protocol
+# waiting for a sync point that never comes, and the next statement on that connection,
+# before the socket's end is noticed, fails with "another operation (...) is in progress".
+_SESSION_ENDED = "another operation"
+
+
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -95,5 +102,7 @@ def is_outage(exc: BaseException) -> bool:
         if isinstance(err, _OUTAGE_ERRORS):
             return True
         if "not currently accepting connections" in str(err):  # ALLOW_CONNECTIONS false
+            return True
+        if isinstance(err, asyncpg.exceptions.InternalClientError) and _SESSION_ENDED in str(err):
             return True
     return False

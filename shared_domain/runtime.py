@@ -19,7 +19,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared_domain import migrations
-from shared_domain.db import UnitOfWork, create_engine
+from shared_domain.db import UnitOfWork, create_engine, create_pool
 from shared_domain.health import broker_check, database_check, health_router
 from shared_domain.http import (
     JsonResponse,
@@ -55,7 +55,8 @@ class ServiceDefinition(Generic[S]):
 
 
 class Runtime(Generic[S]):
-    """What a running service holds: its settings, engine, broker, relay and consumer."""
+    """What a running service holds: its settings, writers' pool, read engine, broker,
+    relay and consumer."""
 
     def __init__(self, definition: ServiceDefinition[S], settings: S) -> None:
         self.definition = definition
@@ -65,14 +66,8 @@ class Runtime(Generic[S]):
         self.broker = Broker(
             settings.amqp_url, prefetch_count=settings.prefetch_count, app_id=definition.name
         )
-        self.outbox_table = definition.metadata.tables["outbox"]
-        self.inbox_table = definition.metadata.tables["inbox"]
-        self.relay = OutboxRelay(
-            self.engine,
-            self.broker,
-            self.outbox_table,
-            sweep_interval=settings.outbox_sweep_interval,
-        )
+        self._pool: asyncpg.Pool | None = None
+        self._relay: OutboxRelay | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
@@ -80,17 +75,31 @@ class Runtime(Generic[S]):
     def on_stop(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._pool
+
+    @property
+    def relay(self) -> OutboxRelay:
+        if self._relay is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._relay
+
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(
-            self.engine,
-            self.relay,
-            self.outbox_table,
-            self.inbox_table,
-            self.settings.outbox_grace_period,
+        return UnitOfWork(self.pool, self.relay, self.settings.outbox_grace_period)
+
+    async def open_database(self) -> None:
+        """The writers' pool and the outbox relay on it (no connection opened yet)."""
+        self._pool = await create_pool(self.settings)
+        self._relay = OutboxRelay(
+            self._pool, self.broker, sweep_interval=self.settings.outbox_sweep_interval
         )
 
     async def start(self) -> None:
         s = self.settings
+        await self.open_database()
         try:
             async for attempt in startup_retrying(s.startup_timeout):
                 with attempt:
@@ -122,12 +131,21 @@ class Runtime(Generic[S]):
         for closer in self._closers:
             with contextlib.suppress(Exception):
                 await closer()
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pool.close(), timeout=5)
         await self.engine.dispose()
 
 
-def get_runtime(request: Request) -> Runtime[Any]:
+def runtime_of(request: Request) -> Runtime[Any]:
     runtime: Runtime[Any] = request.app.state.runtime
     return runtime
+
+
+async def get_runtime(request: Request) -> Runtime[Any]:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off
+    # per request for an attribute lookup.
+    return runtime_of(request)
 
 
 RuntimeDep = Annotated[Runtime[Any], Depends(get_runtime)]
@@ -151,7 +169,7 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
     install_error_handlers(app)
 
     def checks(request: Request) -> dict[str, Any]:
-        runtime = get_runtime(request)
+        runtime = runtime_of(request)
         return {
             "database": database_check(runtime.engine, settings.db_display),
             "rabbitmq": broker_check(lambda: runtime.broker.is_connected, settings.amqp_display),

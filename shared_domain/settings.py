@@ -36,7 +36,10 @@ class ServiceSettings(BaseSettings):
     db_user: str = Field("postgres", validation_alias="DB_USER")
     db_password: str = Field("postgres", validation_alias="DB_PASSWORD")
     db_name: str = Field("postgres", validation_alias="DB_NAME")
+    # Connections per process: DB_POOL_SIZE for the message handlers and commands (the
+    # writers), DB_READ_POOL_SIZE for queries and health checks. Both open on demand.
     db_pool_size: int = Field(10, ge=1, le=200, validation_alias="DB_POOL_SIZE")
+    db_read_pool_size: int = Field(3, ge=1, le=100, validation_alias="DB_READ_POOL_SIZE")
 
     rabbitmq_host: str = Field("127.0.0.1", validation_alias="RABBITMQ_HOST")
     rabbitmq_port: int = Field(5672, ge=1, le=65535, validation_alias="RABBITMQ_PORT")

@@ -106,6 +106,12 @@ def render(result: dict[str, Any], console: Console) -> None:
             table.add_row(
                 "this run, fraction of that ceiling", f"{cal['fraction_of_ceiling'] * 100:.0f}%"
             )
+        else:
+            table.add_row(
+                "ceiling implied by messages + transactions per saga",
+                "unknown: counting messages needs the management plugin "
+                "(rabbitmq-plugins enable rabbitmq_management)",
+            )
         console.print(table)
     if inv["problems"]:
         console.print("[red]invariant problems:[/red]")

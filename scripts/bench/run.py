@@ -373,11 +373,12 @@ def _calibration(result: dict[str, Any], ceiling: calibrate.Ceiling) -> dict[str
     per_saga = result["per_saga"]
     messages = per_saga["messages_published"]
     tx = per_saga["transactions"]
-    # Both servers share the same two cores, so their costs add up per saga.
-    seconds_per_saga = tx / ceiling.postgres_tx_per_s
+    # Both servers share the same two cores, so their costs add up per saga. Without the
+    # message count (no management plugin) there is no honest ceiling to give.
+    implied = None
     if messages is not None:
-        seconds_per_saga += messages / ceiling.rabbit_messages_per_s
-    implied = 1 / seconds_per_saga if seconds_per_saga > 0 else None
+        seconds_per_saga = tx / ceiling.postgres_tx_per_s + messages / ceiling.rabbit_messages_per_s
+        implied = 1 / seconds_per_saga if seconds_per_saga > 0 else None
     return {
         "rabbitmq_messages_per_s": ceiling.rabbit_messages_per_s,
         "postgresql_tx_per_s": ceiling.postgres_tx_per_s,

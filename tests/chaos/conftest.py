@@ -46,6 +46,7 @@ async def chaos(
         "STEP_RESEND_MAX_WAIT": "10",
         "TIMEOUT_CHECK_INTERVAL": "0.5",
         "DB_POOL_SIZE": "3",
+        "DB_READ_POOL_SIZE": "2",
         "LOG_LEVEL": "WARNING",
     }
     stack = Stack(

@@ -91,6 +91,7 @@ async def open_runtime(
         await conn.exec_driver_sql(f"TRUNCATE {tables} CASCADE")
     await seed(definition, settings)
     rt = Runtime(definition, settings)
+    await rt.open_database()
     await rt.broker.connect()
     return rt
 

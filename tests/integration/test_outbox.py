@@ -8,6 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
+from payment_service.tables import outbox
 from shared_domain.contracts import EVENTS_EXCHANGE, Envelope, MessageType
 from shared_domain.db import UnitOfWork
 from shared_domain.outbox import OutboxRelay
@@ -29,7 +30,7 @@ def event(order_id: uuid.UUID | None = None) -> Envelope:
 
 async def outbox_count(rt) -> int:
     async with rt.engine.connect() as conn:
-        return (await conn.execute(select(func.count()).select_from(rt.outbox_table))).scalar_one()
+        return (await conn.execute(select(func.count()).select_from(outbox))).scalar_one()
 
 
 async def test_commit_publishes_at_once_and_empties_the_outbox(payment_rt, channel):
@@ -52,13 +53,7 @@ async def test_commit_publishes_at_once_and_empties_the_outbox(payment_rt, chann
 
 async def test_a_published_row_the_cleaner_has_not_reached_is_not_sent_again(payment_rt, channel):
     captured = await capture(channel, EVENTS_EXCHANGE, MessageType.PAYMENT_FAILED.value)
-    uow = UnitOfWork(
-        payment_rt.engine,
-        payment_rt.relay,
-        payment_rt.outbox_table,
-        payment_rt.inbox_table,
-        outbox_grace=0,
-    )
+    uow = UnitOfWork(payment_rt.pool, payment_rt.relay, outbox_grace=0)
     async with uow:
         uow.emit(event())
         await uow.commit()
@@ -82,9 +77,7 @@ async def test_sweep_publishes_what_a_crash_left_behind(payment_rt, channel):
     """The process 'dies' between commit and publish: the row stays, the sweep sends it."""
     captured = await capture(channel, EVENTS_EXCHANGE, MessageType.PAYMENT_FAILED.value)
     envelope = event()
-    uow = UnitOfWork(
-        payment_rt.engine, None, payment_rt.outbox_table, payment_rt.inbox_table, outbox_grace=0.3
-    )
+    uow = UnitOfWork(payment_rt.pool, None, outbox_grace=0.3)
     async with uow:
         uow.emit(envelope)
         await uow.commit()
@@ -114,9 +107,7 @@ async def test_concurrent_sweeps_publish_each_message_exactly_once(payment_rt, c
     captured = await capture(channel, EVENTS_EXCHANGE, MessageType.PAYMENT_FAILED.value)
     sent = set()
     for _ in range(4):
-        uow = UnitOfWork(
-            payment_rt.engine, None, payment_rt.outbox_table, payment_rt.inbox_table, outbox_grace=0
-        )
+        uow = UnitOfWork(payment_rt.pool, None, outbox_grace=0)
         async with uow:
             for _ in range(50):
                 envelope = event()
@@ -125,13 +116,7 @@ async def test_concurrent_sweeps_publish_each_message_exactly_once(payment_rt, c
             await uow.commit()
 
     relays = [
-        OutboxRelay(
-            payment_rt.engine,
-            payment_rt.broker,
-            payment_rt.outbox_table,
-            sweep_interval=0.05,
-            batch_size=20,
-        )
+        OutboxRelay(payment_rt.pool, payment_rt.broker, sweep_interval=0.05, batch_size=20)
         for _ in range(3)
     ]
 

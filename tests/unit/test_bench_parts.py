@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 from scripts.bench import procstat
-from scripts.bench.run import percentiles
+from scripts.bench.calibrate import Ceiling
+from scripts.bench.run import _calibration, percentiles
 from scripts.invariants import stock_problems
 
 P = "550e8400-e29b-41d4-a716-446655440002"
@@ -19,6 +20,27 @@ def test_percentiles_of_one_to_a_hundred() -> None:
     assert p is not None
     assert (p["p50"], p["p95"], p["p99"], p["max"]) == (50.0, 95.0, 99.0, 100.0)
     assert percentiles([]) is None
+
+
+def test_implied_ceiling_adds_both_servers_costs_per_saga() -> None:
+    # 10 messages at 1000/s + 10 transactions at 2000/s = 15 ms per saga
+    result = {
+        "throughput_sagas_per_s": 33.3,
+        "per_saga": {"messages_published": 10.0, "transactions": 10.0},
+    }
+    cal = _calibration(result, Ceiling(rabbit_messages_per_s=1000, postgres_tx_per_s=2000))
+    assert round(cal["implied_ceiling_sagas_per_s"], 1) == 66.7
+    assert round(cal["fraction_of_ceiling"], 2) == 0.5
+
+
+def test_no_ceiling_without_the_message_count() -> None:
+    result = {
+        "throughput_sagas_per_s": 33.3,
+        "per_saga": {"messages_published": None, "transactions": 10.0},
+    }
+    cal = _calibration(result, Ceiling(rabbit_messages_per_s=1000, postgres_tx_per_s=2000))
+    assert cal["implied_ceiling_sagas_per_s"] is None
+    assert cal["fraction_of_ceiling"] is None
 
 
 def test_cpu_of_a_reaped_child_counts_for_its_parent() -> None:

@@ -43,6 +43,10 @@ def wrapped(cause: BaseException) -> Exception:
         ),
         wrapped(asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")),
         DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True),
+        # the server's FATAL goodbye reached the connection before its socket's end did
+        asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        ),
     ],
 )
 def test_unreachable_dependencies_are_outages(error: BaseException) -> None:
@@ -56,6 +60,7 @@ def test_unreachable_dependencies_are_outages(error: BaseException) -> None:
         TimeoutError("the provider took too long"),
         IntegrityError("INSERT", {}, Exception("duplicate key")),
         wrapped(KeyError("product")),
+        asyncpg.exceptions.InternalClientError("unknown error in protocol implementation"),
     ],
 )
 def test_other_failures_are_not(error: BaseException) -> None:
