@@ -16,5 +16,6 @@ SERVICE = ServiceDefinition(
     queue=INVENTORY_COMMANDS,
     build_handlers=build_handlers,
     router=router,
+    batches=True,  # database-only handlers
     seed=seed_products,
 )

@@ -15,4 +15,5 @@ SERVICE = ServiceDefinition(
     queue=ORDER_EVENTS,
     build_handlers=build_handlers,
     router=router,
+    batches=True,  # database-only handlers
 )

@@ -16,5 +16,6 @@ SERVICE = ServiceDefinition(
     queue=ORCHESTRATOR_EVENTS,
     build_handlers=build_handlers,
     router=router,
+    batches=True,  # database-only handlers
     background=(watch_deadlines,),
 )

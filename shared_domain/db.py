@@ -14,7 +14,6 @@ from typing import Any, Self, TypeAlias
 
 import asyncpg
 import orjson
-from asyncpg.transaction import Transaction
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared_domain import inbox
@@ -76,6 +75,10 @@ async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
     return pool
 
 
+class TransactionRolledBack(Exception):
+    """COMMIT found the transaction already failed; nothing of it was kept."""
+
+
 class UnitOfWork:
     """One database transaction; the messages it emits go to the outbox in the same
     transaction and are handed to the relay only after the commit succeeds."""
@@ -90,15 +93,13 @@ class UnitOfWork:
         self._relay = relay
         self._grace = outbox_grace
         self._conn: Connection | None = None
-        self._tx: Transaction | None = None
         self._staged: list[StagedMessage] = []
         self.committed = False
 
     async def __aenter__(self) -> Self:
         conn = await self._pool.acquire()
         try:
-            self._tx = conn.transaction()
-            await self._tx.start()
+            await conn.execute("BEGIN")
         except BaseException as exc:
             discard_if_broken(conn, exc)
             await self._pool.release(conn)
@@ -112,13 +113,12 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._conn is not None and self._tx is not None
-        conn, tx = self._conn, self._tx
-        self._conn = self._tx = None
+        assert self._conn is not None
+        conn, self._conn = self._conn, None
         try:
             if not self.committed:
                 try:
-                    await tx.rollback()
+                    await conn.execute("ROLLBACK")
                 except Exception as rollback_exc:
                     # The connection broke mid-transaction: never hand it back, and let
                     # the error that broke it be the one that propagates.
@@ -142,11 +142,18 @@ class UnitOfWork:
     def emit(self, envelope: Envelope, *, delay: float = 0.0) -> None:
         self._staged.append(stage(envelope, utcnow(), self._grace, delay))
 
+    @property
+    def staged(self) -> list[StagedMessage]:
+        return self._staged
+
     async def commit(self) -> None:
-        assert self._tx is not None
         if self._staged:
             await insert_staged(self.conn, self._staged, utcnow())
-        await self._tx.commit()
+        # PostgreSQL answers COMMIT on a transaction a failed statement aborted with a
+        # rollback, not an error: a handler that swallowed a database error must not
+        # pass for committed.
+        if await self.conn.execute("COMMIT") != "COMMIT":
+            raise TransactionRolledBack("a statement failed; the transaction was rolled back")
         self.committed = True
         if self._relay is not None and self._staged:
             await self._relay.publish_committed(self._staged)

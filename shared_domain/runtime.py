@@ -19,6 +19,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared_domain import migrations
+from shared_domain.batching import Batcher, joined_unit_of_work
 from shared_domain.db import UnitOfWork, create_engine, create_pool
 from shared_domain.health import broker_check, database_check, health_router
 from shared_domain.http import (
@@ -50,6 +51,9 @@ class ServiceDefinition(Generic[S]):
     build_handlers: Callable[[Runtime[S]], Mapping[Any, Handler]]
     router: APIRouter
     seed: Callable[[AsyncConnection], Awaitable[None]] | None = None
+    # Whether its message handlers may share a transaction (see shared_domain.batching):
+    # only when they touch nothing but the service's database.
+    batches: bool = False
     # Extra loops the service runs beside its consumer until it stops.
     background: tuple[Callable[[Runtime[S], asyncio.Event], Coroutine[Any, Any, None]], ...] = ()
 
@@ -68,6 +72,7 @@ class Runtime(Generic[S]):
         )
         self._pool: asyncpg.Pool | None = None
         self._relay: OutboxRelay | None = None
+        self._batcher: Batcher | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
@@ -88,7 +93,11 @@ class Runtime(Generic[S]):
         return self._relay
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.pool, self.relay, self.settings.outbox_grace_period)
+        """The handler's unit of work: its own transaction, or its share of the running
+        batch's."""
+        return joined_unit_of_work() or UnitOfWork(
+            self.pool, self.relay, self.settings.outbox_grace_period
+        )
 
     async def open_database(self) -> None:
         """The writers' pool and the outbox relay on it (no connection opened yet)."""
@@ -109,6 +118,13 @@ class Runtime(Generic[S]):
                 f"{self.name}: cannot reach RabbitMQ at {s.amqp_display}: {exc}. "
                 "Start it (e.g. `rabbitmq-server -detached`) or set RABBITMQ_HOST/RABBITMQ_PORT."
             ) from exc
+        if self.definition.batches and s.consumer_batch_size > 1:
+            self._batcher = Batcher(
+                lambda: UnitOfWork(self.pool, None, s.outbox_grace_period),
+                self.relay.publish_committed,
+                max_size=s.consumer_batch_size,
+            )
+            self._batcher.start()
         consumer = Consumer(
             self.broker,
             self.definition.queue,
@@ -116,6 +132,7 @@ class Runtime(Generic[S]):
             max_retries=s.message_max_retries,
             backoff=Backoff(s.retry_base_delay, s.retry_max_delay),
             service=self.name,
+            run=self._batcher.run if self._batcher is not None else None,
         )
         await consumer.start()
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="outbox-sweep"))
@@ -128,6 +145,9 @@ class Runtime(Generic[S]):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, timeout=5)
         await self.broker.close()
+        if self._batcher is not None:
+            with contextlib.suppress(Exception):
+                await self._batcher.stop()
         for closer in self._closers:
             with contextlib.suppress(Exception):
                 await closer()

@@ -47,6 +47,9 @@ class ServiceSettings(BaseSettings):
     rabbitmq_password: str = Field("guest", validation_alias="RABBITMQ_PASSWORD")
     rabbitmq_vhost: str = Field("/", validation_alias="RABBITMQ_VHOST")
     prefetch_count: int = Field(64, ge=1, le=10_000, validation_alias="PREFETCH_COUNT")
+    # Messages handled in one transaction at most, when several are waiting (services
+    # whose handlers only touch their database); 1 gives every message its own.
+    consumer_batch_size: int = Field(16, ge=1, le=1000, validation_alias="CONSUMER_BATCH_SIZE")
 
     host: str = Field("0.0.0.0", validation_alias="HOST")
     port: int = Field(8000, ge=1, le=65535)

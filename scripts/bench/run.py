@@ -207,7 +207,15 @@ async def _measure(
         if config.warmup > 0:
             tick("warming up", 0, 1)
             warm = Driver(client, order_urls, products, outcomes, give_up=config.give_up)
-            await warm.closed_loop(min(config.concurrency, 8), config.warmup)
+            # The load to be measured, and its sagas all finished before measuring starts:
+            # no warm-up backlog is measured, and pools and caches are as warm as they get.
+            if config.mode == "closed":
+                await warm.closed_loop(config.concurrency, config.warmup)
+            else:
+                await warm.open_loop(config.rate, config.warmup)
+            await outcomes.all_finished(
+                [p.order_id for p in warm.placed if p.order_id is not None], config.give_up
+            )
         meter = CpuMeter(stack)
         databases = [stack.database(s) for s in SERVICES]
         cpu_before = meter.read()
@@ -274,7 +282,7 @@ async def _measure(
         outcomes.seen,
         orders,
         missing,
-        read.sagas,
+        _measured(read.sagas, orders),
         cpu_before,
         cpu_after,
         peak,
@@ -285,6 +293,11 @@ async def _measure(
         if published_after is not None and published_before is not None
         else None,
     )
+
+
+def _measured(sagas: dict[str, Any], orders: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sagas of the measured orders (the reader also read the warm-up's)."""
+    return {o["saga_id"]: sagas[o["saga_id"]] for o in orders if o.get("saga_id") in sagas}
 
 
 async def _wait_terminal(read: Reader, customer: str, bound: float) -> list[dict[str, Any]]:

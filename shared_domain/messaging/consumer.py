@@ -27,6 +27,8 @@ from shared_domain.retry import Backoff, is_outage
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope, Any], Awaitable[None]]
+# How a handler is run: called directly, or through a batcher (several to a transaction).
+Runner = Callable[[Handler, Envelope, Any], Awaitable[None]]
 
 RETRY_COUNT_HEADER = "x-retry-count"
 OUTAGE_COUNT_HEADER = "x-outage-retries"
@@ -46,8 +48,10 @@ class Consumer:
         max_retries: int,
         backoff: Backoff,
         service: str,
+        run: Runner | None = None,
     ) -> None:
         self._broker = broker
+        self._run = run or _call
         self._spec = spec
         self._handlers = dict(handlers)
         self._max_retries = max_retries
@@ -88,7 +92,7 @@ class Consumer:
             return
 
         try:
-            await handler(envelope, payload)
+            await self._run(handler, envelope, payload)
         except PermanentError as exc:
             await self._dead_letter(message, "rejected", str(exc), envelope)
             return
@@ -185,6 +189,10 @@ class Consumer:
             await _settle(message.reject(requeue=False))
             return
         await _settle(message.ack())
+
+
+async def _call(handler: Handler, envelope: Envelope, payload: Any) -> None:
+    await handler(envelope, payload)
 
 
 def _copy(

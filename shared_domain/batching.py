@@ -1,0 +1,236 @@
+"""Several messages to one transaction (group commit).
+
+Under load a consumer has many deliveries waiting. Handled one to a transaction, each
+pays for its own BEGIN, outbox insert and COMMIT (a WAL flush), and on a two-core
+machine those round trips are most of a handler's cost. A `Batcher` runs the handlers
+of the messages that are ready one after another in one shared transaction, writes
+their outgoing messages with one outbox insert, commits once, then publishes, and only
+then does each message's consumer ack it. With a single message waiting (light load) it
+runs that handler on its own, exactly as without batching: nothing waits for a batch
+to fill.
+
+Each message's outcome stays its own. If any handler in a batch raises, or leaves its
+unit of work without committing (a duplicate it chose to skip), or the commit fails,
+the shared transaction is rolled back and every message of the batch is replayed on
+its own, in its own unit of work: the others commit as they would have, and the one
+that fails is retried or dead-lettered by its consumer as usual. So a batch never keeps
+part of a message's work, and never drops a message because of another one. Handlers
+must be database-only (the services that call out to a provider, carrier or mail
+server do not batch: a replay would repeat the call, and a shared transaction would
+wait on each call in turn).
+
+Handlers need no change: `Runtime.uow()` hands out a unit of work joined to the batch's
+transaction while the batch runs (a context variable of the batch's task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from shared_domain.contracts import Envelope
+from shared_domain.db import Connection, UnitOfWork
+from shared_domain.messaging.consumer import Handler
+from shared_domain.outbox import StagedMessage
+
+log = logging.getLogger(__name__)
+
+# Background publishes of committed batches at once, before taking the next batch waits.
+PUBLISHING_AT_ONCE = 4
+
+
+@dataclass
+class _Shared:
+    """The transaction a batch's handlers share."""
+
+    uow: UnitOfWork
+    spoiled: bool = False
+
+
+_current: ContextVar[_Shared | None] = ContextVar("shared_transaction", default=None)
+
+
+class JoinedUnitOfWork(UnitOfWork):
+    """A message's unit of work inside a batch: the batch's connection and outbox staging.
+    `commit()` marks the message's work as complete; the batch commits it with the rest.
+    Leaving without committing spoils the batch (it is rolled back and replayed)."""
+
+    def __init__(self, shared: _Shared) -> None:  # no super().__init__: it owns nothing
+        self._shared = shared
+        self.committed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    @property
+    def conn(self) -> Connection:
+        return self._shared.uow.conn
+
+    @property
+    def staged(self) -> list[StagedMessage]:
+        return self._shared.uow.staged
+
+    async def claim(self, envelope: Envelope) -> bool:
+        return await self._shared.uow.claim(envelope)
+
+    def emit(self, envelope: Envelope, *, delay: float = 0.0) -> None:
+        self._shared.uow.emit(envelope, delay=delay)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.committed:
+            self._shared.spoiled = True
+
+    async def commit(self) -> None:
+        self.committed = True
+
+
+def joined_unit_of_work() -> JoinedUnitOfWork | None:
+    """The unit of work to hand a handler that runs inside a batch, else None."""
+    shared = _current.get()
+    return JoinedUnitOfWork(shared) if shared is not None else None
+
+
+class _Spoiled(Exception):
+    """A handler in the batch left its unit of work without committing."""
+
+
+@dataclass
+class _Job:
+    handler: Handler
+    envelope: Envelope
+    payload: Any
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def settle(self, exc: BaseException | None = None) -> None:
+        if self.done.done():
+            return
+        if exc is None:
+            self.done.set_result(None)
+        else:
+            self.done.set_exception(exc)
+
+
+class Batcher:
+    """Runs the handlers of a consumer's ready messages, up to `max_size` to a transaction.
+    One batch is in its transaction at a time (so batches of one process never wait on
+    each other's row locks); the publishes of committed batches overlap the next one."""
+
+    def __init__(
+        self,
+        open_uow: Callable[[], UnitOfWork],
+        publish: Callable[[list[StagedMessage]], Awaitable[None]],
+        *,
+        max_size: int,
+    ) -> None:
+        self._open_uow = open_uow  # a standalone unit of work that does not publish
+        self._publish = publish  # the relay's fast path, for what a batch committed
+        self._max = max_size
+        self._ready: list[_Job] = []
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._publishing: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._work(), name="batcher")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        if self._publishing:
+            await asyncio.wait(self._publishing, timeout=5)
+
+    async def run(self, handler: Handler, envelope: Envelope, payload: Any) -> None:
+        """Handle one message; returns once its work is committed (and published), or
+        raises what its handler raised when it ran on its own."""
+        if self._worker is None:
+            await handler(envelope, payload)
+            return
+        job = _Job(handler, envelope, payload)
+        self._ready.append(job)
+        self._wake.set()
+        await job.done
+
+    async def _work(self) -> None:
+        jobs: list[_Job] = []
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._ready:
+                    jobs, self._ready = self._ready[: self._max], self._ready[self._max :]
+                    if len(jobs) == 1:
+                        await _alone(jobs[0])
+                        continue
+                    uow = await self._together(jobs)
+                    if uow is None:
+                        for job in jobs:
+                            await _alone(job)
+                        continue
+                    await self._settle_after_publishing(uow, jobs)
+        finally:  # stopped: what was not handled is redelivered by the broker
+            for job in [*jobs, *self._ready]:
+                job.done.cancel()
+            self._ready.clear()
+
+    async def _together(self, jobs: list[_Job]) -> UnitOfWork | None:
+        """The batch in one transaction; the committed unit of work, or None when it was
+        rolled back (and must be replayed message by message)."""
+        try:
+            async with self._open_uow() as uow:
+                shared = _Shared(uow)
+                token = _current.set(shared)
+                try:
+                    for job in jobs:
+                        await job.handler(job.envelope, job.payload)
+                        if shared.spoiled:
+                            raise _Spoiled
+                finally:
+                    _current.reset(token)
+                await uow.commit()
+        except Exception as exc:
+            log.info(
+                "batch of %d message(s) rolled back, replaying one by one: %s",
+                len(jobs),
+                "a handler skipped its message" if isinstance(exc, _Spoiled) else repr(exc),
+            )
+            return None
+        return uow
+
+    async def _settle_after_publishing(self, uow: UnitOfWork, jobs: list[_Job]) -> None:
+        async def publish_then_settle() -> None:
+            try:
+                await self._publish(uow.staged)
+            finally:  # committed either way; the sweep publishes what the fast path did not
+                for job in jobs:
+                    job.settle()
+
+        task = asyncio.create_task(publish_then_settle())
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+        if len(self._publishing) >= PUBLISHING_AT_ONCE:
+            await asyncio.wait(self._publishing, return_when=asyncio.FIRST_COMPLETED)
+
+
+async def _alone(job: _Job) -> None:
+    try:
+        await job.handler(job.envelope, job.payload)
+    except Exception as exc:
+        job.settle(exc)
+    else:
+        job.settle()

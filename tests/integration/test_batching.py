@@ -1,0 +1,165 @@
+"""Several messages to one transaction, against the real PostgreSQL and RabbitMQ: the
+ready messages share a commit, and a batch that cannot commit as a whole is replayed
+message by message, so no message keeps part of its work or loses it for another's."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from shared_domain.batching import Batcher
+from shared_domain.contracts import EVENTS_EXCHANGE, Envelope, MessageType
+from shared_domain.db import TransactionRolledBack, UnitOfWork
+from shared_domain.runtime import Runtime
+from tests.integration.conftest import Captured, capture
+
+pytestmark = pytest.mark.integration
+
+REPLY = MessageType.PAYMENT_FAILED
+
+
+def message() -> Envelope:
+    return Envelope(
+        type=MessageType.PAYMENT_REFUNDED.value,
+        saga_id=uuid.uuid4(),
+        order_id=uuid.uuid4(),
+        correlation_id="batching",
+        source="test",
+        payload={"payment_id": str(uuid.uuid4()), "amount": "1.00"},
+    )
+
+
+class Handling:
+    """A database-only handler: claim, note the transaction it ran in, emit a reply,
+    commit. `fail` raises after the claim; `skip` leaves without committing."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.transactions: list[int] = []
+        self.fail: set[uuid.UUID] = set()
+        self.skip: set[uuid.UUID] = set()
+
+    async def __call__(self, envelope: Envelope, _payload: object) -> None:
+        async with self.rt.uow() as uow:
+            await uow.claim(envelope)
+            self.transactions.append(await uow.conn.fetchval("SELECT txid_current()"))
+            if envelope.message_id in self.fail:
+                raise RuntimeError("this message cannot be handled yet")
+            if envelope.message_id in self.skip:
+                return
+            uow.emit(envelope.follow(REPLY, {"reason": "card_declined"}, "test"))
+            await uow.commit()
+
+
+@pytest.fixture
+async def batcher(payment_rt) -> AsyncIterator[Batcher]:
+    rt = payment_rt
+    b = Batcher(
+        lambda: UnitOfWork(rt.pool, None, rt.settings.outbox_grace_period),
+        rt.relay.publish_committed,
+        max_size=16,
+    )
+    b.start()
+    yield b
+    await b.stop()
+
+
+async def run_all(batcher: Batcher, handling: Handling, envelopes: list[Envelope]) -> list:
+    return await asyncio.gather(
+        *(batcher.run(handling, e, None) for e in envelopes), return_exceptions=True
+    )
+
+
+async def inbox_ids(rt) -> set[uuid.UUID]:
+    async with rt.uow() as uow:
+        return {r["message_id"] for r in await uow.conn.fetch("SELECT message_id FROM inbox")}
+
+
+async def replies(captured: Captured, expected: int) -> set[uuid.UUID]:
+    got = {uuid.UUID((await captured.next_json())["order_id"]) for _ in range(expected)}
+    assert await captured.nothing_within(0.5)
+    return got
+
+
+async def test_ready_messages_share_one_commit(payment_rt, batcher, channel) -> None:
+    captured = await capture(channel, EVENTS_EXCHANGE, REPLY.value)
+    handling = Handling(payment_rt)
+    envelopes = [message() for _ in range(6)]
+
+    results = await run_all(batcher, handling, envelopes)
+
+    assert results == [None] * 6
+    assert len(set(handling.transactions)) == 1
+    assert await inbox_ids(payment_rt) == {e.message_id for e in envelopes}
+    assert await replies(captured, 6) == {e.order_id for e in envelopes}
+
+
+async def test_a_failing_message_fails_alone(payment_rt, batcher, channel) -> None:
+    captured = await capture(channel, EVENTS_EXCHANGE, REPLY.value)
+    handling = Handling(payment_rt)
+    envelopes = [message() for _ in range(5)]
+    bad = envelopes[2]
+    handling.fail.add(bad.message_id)
+
+    results = await run_all(batcher, handling, envelopes)
+
+    assert [type(r) for r in results] == [type(None)] * 2 + [RuntimeError] + [type(None)] * 2
+    good = [e for e in envelopes if e is not bad]
+    # the batch, then each message on its own
+    assert len(set(handling.transactions)) == 1 + 5
+    assert await inbox_ids(payment_rt) == {e.message_id for e in good}
+    assert await replies(captured, 4) == {e.order_id for e in good}
+
+
+async def test_a_skipped_message_keeps_nothing_and_costs_the_others_nothing(
+    payment_rt, batcher, channel
+) -> None:
+    captured = await capture(channel, EVENTS_EXCHANGE, REPLY.value)
+    handling = Handling(payment_rt)
+    envelopes = [message() for _ in range(4)]
+    skipped = envelopes[0]
+    handling.skip.add(skipped.message_id)
+
+    results = await run_all(batcher, handling, envelopes)
+
+    assert results == [None] * 4
+    good = [e for e in envelopes if e is not skipped]
+    assert await inbox_ids(payment_rt) == {e.message_id for e in good}
+    assert await replies(captured, 3) == {e.order_id for e in good}
+
+
+async def test_a_swallowed_database_error_is_not_taken_for_a_commit(payment_rt) -> None:
+    with pytest.raises(TransactionRolledBack):
+        async with payment_rt.uow() as uow:
+            await uow.claim(message())
+            with contextlib.suppress(asyncpg.DivisionByZeroError):
+                await uow.conn.execute("SELECT 1 / 0")
+            await uow.commit()
+
+    assert await inbox_ids(payment_rt) == set()
+
+
+async def test_a_stopped_batcher_leaves_unhandled_messages_to_the_broker(payment_rt) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(_envelope: Envelope, _payload: object) -> None:
+        started.set()
+        await release.wait()
+
+    rt = payment_rt
+    b = Batcher(lambda: UnitOfWork(rt.pool, None, 0.3), rt.relay.publish_committed, max_size=4)
+    b.start()
+    first = asyncio.create_task(b.run(slow, message(), None))
+    await started.wait()
+    waiting = asyncio.create_task(b.run(slow, message(), None))
+    await asyncio.sleep(0)
+    await b.stop()
+
+    for task in (first, waiting):  # cancelled: never acked, so redelivered
+        with pytest.raises(asyncio.CancelledError):
+            await task
