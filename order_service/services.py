@@ -96,6 +96,7 @@ async def apply_status_event(rt: Runtime[Settings], envelope: Envelope) -> None:
     reason = envelope.payload.get("reason")
     async with rt.uow() as uow:
         if not await uow.claim(envelope):
+            await uow.commit()  # a duplicate: nothing to keep; a batch it shares stays intact
             return
         order = await repository.get_for_update(uow.conn, envelope.order_id)
         if order is None:

@@ -61,6 +61,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                     envelope.message_id,
                     envelope.order_id,
                 )
+                await uow.commit()  # nothing to keep; a batch it shares stays intact
                 return
             outgoing = saga.start(utcnow(), policy)
             if not await repository.add(uow.conn, saga):
@@ -85,6 +86,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                     envelope.message_id,
                     envelope.order_id,
                 )
+                await uow.commit()  # nothing to keep; a batch it shares stays intact
                 return
             saga = await repository.get_for_update(uow.conn, envelope.saga_id)
             if saga is None:

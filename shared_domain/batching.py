@@ -5,9 +5,10 @@ pays for its own BEGIN, outbox insert and COMMIT (a WAL flush), and on a two-cor
 machine those round trips are most of a handler's cost. A `Batcher` runs the handlers
 of the messages that are ready one after another in one shared transaction, writes
 their outgoing messages with one outbox insert, commits once, then publishes, and only
-then does each message's consumer ack it. With a single message waiting (light load) it
-runs that handler on its own, exactly as without batching: nothing waits for a batch
-to fill.
+then does each message's consumer ack it. A message that is waiting alone (light load)
+is a batch of one, its own transaction as without batching: nothing waits for a batch
+to fill. Either way the consumer moves on to the next batch while the last one's
+messages are being published.
 
 Each message's outcome stays its own. If any handler in a batch raises, or leaves its
 unit of work without committing (a duplicate it chose to skip), or the commit fails,
@@ -50,7 +51,8 @@ class _Shared:
     """The transaction a batch's handlers share."""
 
     uow: UnitOfWork
-    spoiled: bool = False
+    opened: bool = False  # by the current handler
+    skipped: bool = False
 
 
 _current: ContextVar[_Shared | None] = ContextVar("shared_transaction", default=None)
@@ -89,7 +91,7 @@ class JoinedUnitOfWork(UnitOfWork):
         tb: TracebackType | None,
     ) -> None:
         if not self.committed:
-            self._shared.spoiled = True
+            self._shared.skipped = True
 
     async def commit(self) -> None:
         self.committed = True
@@ -98,11 +100,17 @@ class JoinedUnitOfWork(UnitOfWork):
 def joined_unit_of_work() -> JoinedUnitOfWork | None:
     """The unit of work to hand a handler that runs inside a batch, else None."""
     shared = _current.get()
-    return JoinedUnitOfWork(shared) if shared is not None else None
+    if shared is None:
+        return None
+    if shared.opened:
+        # A second one could not be kept or dropped apart from the first.
+        raise RuntimeError("a handler that batches opens one unit of work per message")
+    shared.opened = True
+    return JoinedUnitOfWork(shared)
 
 
-class _Spoiled(Exception):
-    """A handler in the batch left its unit of work without committing."""
+class _Skipped(Exception):
+    """A handler left its unit of work without committing: nothing of it may be kept."""
 
 
 @dataclass
@@ -174,42 +182,47 @@ class Batcher:
                 self._wake.clear()
                 while self._ready:
                     jobs, self._ready = self._ready[: self._max], self._ready[self._max :]
-                    if len(jobs) == 1:
-                        await _alone(jobs[0])
-                        continue
-                    uow = await self._together(jobs)
-                    if uow is None:
-                        for job in jobs:
-                            await _alone(job)
-                        continue
-                    await self._settle_after_publishing(uow, jobs)
+                    await self._handle(jobs)
         finally:  # stopped: what was not handled is redelivered by the broker
             for job in [*jobs, *self._ready]:
                 job.done.cancel()
             self._ready.clear()
 
-    async def _together(self, jobs: list[_Job]) -> UnitOfWork | None:
-        """The batch in one transaction; the committed unit of work, or None when it was
-        rolled back (and must be replayed message by message)."""
+    async def _handle(self, jobs: list[_Job]) -> None:
+        """One transaction for `jobs`. A single message's outcome is its handler's own
+        (what it raised, or nothing kept if it skipped); a batch that cannot commit
+        as a whole is replayed message by message."""
         try:
-            async with self._open_uow() as uow:
-                shared = _Shared(uow)
-                token = _current.set(shared)
-                try:
-                    for job in jobs:
-                        await job.handler(job.envelope, job.payload)
-                        if shared.spoiled:
-                            raise _Spoiled
-                finally:
-                    _current.reset(token)
-                await uow.commit()
+            uow = await self._together(jobs)
         except Exception as exc:
+            if len(jobs) == 1:
+                jobs[0].settle(None if isinstance(exc, _Skipped) else exc)
+                return
             log.info(
-                "batch of %d message(s) rolled back, replaying one by one: %s",
+                "batch of %d messages rolled back, replaying one by one: %s",
                 len(jobs),
-                "a handler skipped its message" if isinstance(exc, _Spoiled) else repr(exc),
+                "a handler skipped its message" if isinstance(exc, _Skipped) else repr(exc),
             )
-            return None
+            for job in jobs:
+                await self._handle([job])
+            return
+        await self._settle_after_publishing(uow, jobs)
+
+    async def _together(self, jobs: list[_Job]) -> UnitOfWork:
+        """The handlers in one transaction, committed; raises (rolled back) if any of
+        them raised or skipped its message, or the commit failed."""
+        async with self._open_uow() as uow:
+            shared = _Shared(uow)
+            token = _current.set(shared)
+            try:
+                for job in jobs:
+                    shared.opened = False
+                    await job.handler(job.envelope, job.payload)
+                    if shared.skipped:
+                        raise _Skipped
+            finally:
+                _current.reset(token)
+            await uow.commit()
         return uow
 
     async def _settle_after_publishing(self, uow: UnitOfWork, jobs: list[_Job]) -> None:
@@ -225,12 +238,3 @@ class Batcher:
         task.add_done_callback(self._publishing.discard)
         if len(self._publishing) >= PUBLISHING_AT_ONCE:
             await asyncio.wait(self._publishing, return_when=asyncio.FIRST_COMPLETED)
-
-
-async def _alone(job: _Job) -> None:
-    try:
-        await job.handler(job.envelope, job.payload)
-    except Exception as exc:
-        job.settle(exc)
-    else:
-        job.settle()

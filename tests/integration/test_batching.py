@@ -163,3 +163,17 @@ async def test_a_stopped_batcher_leaves_unhandled_messages_to_the_broker(payment
     for task in (first, waiting):  # cancelled: never acked, so redelivered
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_batched_handler_may_open_only_one_unit_of_work(payment_rt, batcher) -> None:
+    async def twice(envelope: Envelope, _payload: object) -> None:
+        async with payment_rt.uow() as uow:
+            await uow.claim(envelope)
+            await uow.commit()
+        async with payment_rt.uow() as uow:  # could not be kept or dropped apart
+            await uow.commit()
+
+    envelope = message()
+    with pytest.raises(RuntimeError, match="one unit of work"):
+        await batcher.run(twice, envelope, None)
+    assert await inbox_ids(payment_rt) == set()
