@@ -63,6 +63,35 @@ def tree_cpu(root: int, stats: list[Stat] | None = None) -> float:
     return total
 
 
+@dataclass(frozen=True)
+class MachineTimes:
+    """Seconds summed over all CPUs since boot, from the `cpu` line of /proc/stat."""
+
+    busy: float  # user, nice, system, irq, softirq (guest time is inside user)
+    iowait: float
+    steal: float  # taken by the hypervisor for other guests
+    total: float
+
+
+def machine_times(text: str | None = None) -> MachineTimes:
+    line = (text if text is not None else (PROC / "stat").read_text()).splitlines()[0]
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(f) for f in line.split()[1:9])
+    total = user + nice + system + idle + iowait + irq + softirq + steal
+    return MachineTimes(
+        (user + nice + system + irq + softirq) / TICKS, iowait / TICKS, steal / TICKS, total / TICKS
+    )
+
+
+def machine_shares(before: MachineTimes, after: MachineTimes) -> dict[str, float]:
+    """Each kind's share of all CPU time between two readings."""
+    total = max(after.total - before.total, 1e-9)
+    return {
+        "busy": (after.busy - before.busy) / total,
+        "iowait": (after.iowait - before.iowait) / total,
+        "steal": (after.steal - before.steal) / total,
+    }
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """The process's resident-set high-water mark (VmHWM)."""
     return _status_kb(pid, "VmHWM")

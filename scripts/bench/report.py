@@ -90,6 +90,14 @@ def render(result: dict[str, Any], console: Console) -> None:
     total = sum(result["cpu_s_per_saga"].values())
     cpu.add_row("[bold]all[/bold]", f"[bold]{total * 1000:.2f}[/bold]", "", "")
     console.print(cpu)
+    machine = result.get("machine_cpu")
+    if machine:
+        # Steal (the hypervisor serving other guests) is why the same run can differ.
+        console.print(
+            f"Machine, over the measured window: CPUs busy {machine['busy'] * 100:.0f}%, "
+            f"waiting on I/O {machine['iowait'] * 100:.1f}%, "
+            f"stolen by the hypervisor {machine['steal'] * 100:.1f}%."
+        )
 
     cal = result.get("calibration")
     if cal:

@@ -219,6 +219,7 @@ async def _measure(
         meter = CpuMeter(stack)
         databases = [stack.database(s) for s in SERVICES]
         cpu_before = meter.read()
+        machine_before = procstat.machine_times()
         xact_before = await calibrate.committed_transactions(databases)
         published_before = (
             await calibrate.settled_published_messages(vhost) if config.calibrate else None
@@ -253,6 +254,7 @@ async def _measure(
         tick("draining", 0, 1)
         missing = await outcomes.all_finished(ids, config.give_up)
         cpu_after = meter.read()
+        machine = procstat.machine_shares(machine_before, procstat.machine_times())
         xact_after = await calibrate.committed_transactions(databases)
         published_after = (
             await calibrate.settled_published_messages(vhost) if config.calibrate else None
@@ -285,6 +287,7 @@ async def _measure(
         _measured(read.sagas, orders),
         cpu_before,
         cpu_after,
+        machine,
         peak,
         problems,
         len(audit.doubled),
@@ -319,6 +322,7 @@ def _figures(
     sagas: dict[str, Any],
     cpu_before: dict[str, float],
     cpu_after: dict[str, float],
+    machine: dict[str, float],
     peak: dict[str, float | None],
     problems: list[str],
     doubled: int,
@@ -373,6 +377,7 @@ def _figures(
         "cpu_s_per_saga": {name: value / n for name, value in cpu.items()},
         "cpu_utilisation": {name: value / span for name, value in cpu.items()},
         "peak_rss_mb": peak,
+        "machine_cpu": machine,
         "per_saga": {
             "transactions": transactions / n,
             "messages_published": (published / n) if published is not None else None,

@@ -57,6 +57,18 @@ def test_cpu_of_a_reaped_child_counts_for_its_parent() -> None:
     assert after - before >= 0.25
 
 
+def test_machine_shares_between_two_readings_of_proc_stat() -> None:
+    t = procstat.TICKS
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    before = procstat.machine_times(f"cpu  {t} 0 {t} {6 * t} 0 0 0 0 0 0\ncpu0 ...")
+    after = procstat.machine_times(f"cpu  {4 * t} 0 {2 * t} {10 * t} {t} 0 0 {t} 0 0\n")
+
+    shares = procstat.machine_shares(before, after)
+
+    # 10 s of CPU time went by: 4 busy, 4 idle, 1 waiting on I/O, 1 stolen
+    assert shares == {"busy": 0.4, "iowait": 0.1, "steal": 0.1}
+
+
 def test_peak_rss_of_this_process() -> None:
     peak = procstat.peak_rss_mb(os.getpid())
     now = procstat.rss_mb(os.getpid())
