@@ -74,10 +74,6 @@ class JoinedUnitOfWork(UnitOfWork):
     def conn(self) -> Connection:
         return self._shared.uow.conn
 
-    @property
-    def staged(self) -> list[StagedMessage]:
-        return self._shared.uow.staged
-
     async def claim(self, envelope: Envelope) -> bool:
         return await self._shared.uow.claim(envelope)
 
