@@ -52,8 +52,7 @@ def reserve_reply(cause: Envelope, reservation: Reservation) -> Envelope:
 
 def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
     async def reserve(envelope: Envelope, command: ReserveInventory) -> None:
-        async with rt.uow() as uow:
-            await uow.claim(envelope)
+        async with rt.uow(envelope) as uow:
             reservation = await repository.reservation_for_update(uow.conn, envelope.order_id)
             if reservation is not None:
                 log.info(
@@ -67,9 +66,12 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 )
                 products = await repository.products_for_update(uow.conn, list(wanted))
                 reservation = domain.reserve(envelope.order_id, wanted, products, utcnow())
-                if reservation.status is ReservationStatus.RESERVED:
-                    await repository.save_stock(uow.conn, [products[p] for p in wanted])
-                await repository.add_reservation(uow.conn, reservation)
+                changed = (
+                    [products[p] for p in wanted]
+                    if reservation.status is ReservationStatus.RESERVED
+                    else []
+                )
+                await repository.add_reservation(uow.conn, reservation, changed)
                 log.info(
                     "order %s: reservation %s %s %s",
                     envelope.order_id,
@@ -81,8 +83,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
             await uow.commit()
 
     async def release(envelope: Envelope, command: ReleaseInventory) -> None:
-        async with rt.uow() as uow:
-            await uow.claim(envelope)
+        async with rt.uow(envelope) as uow:
             reservation = await repository.reservation_for_update(uow.conn, envelope.order_id)
             now = utcnow()
             if reservation is None:
@@ -95,8 +96,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
             elif reservation.status is ReservationStatus.RESERVED:
                 products = await repository.products_for_update(uow.conn, list(reservation.items))
                 domain.release(reservation, products, now)
-                await repository.save_stock(uow.conn, list(products.values()))
-                await repository.save_reservation(uow.conn, reservation)
+                await repository.save_reservation(uow.conn, reservation, list(products.values()))
                 log.info(
                     "order %s: reservation %s released (%s)",
                     envelope.order_id,

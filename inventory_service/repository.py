@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -14,12 +14,20 @@ from shared_domain.db import Connection
 _RESERVATION_LOCK = "SELECT * FROM reservations WHERE order_id = $1 FOR UPDATE"
 # Row locks taken in id order, so concurrent reservations never deadlock.
 _PRODUCTS_LOCK = "SELECT * FROM products WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
-_SAVE_STOCK = "UPDATE products SET stock = $2, reserved = $3 WHERE id = $1"
-_ADD_RESERVATION = (
+# A reservation's write takes the stock it changed along in the same statement (one
+# round trip); the products are already locked, in id order, by `products_for_update`.
+_WITH_STOCK = (
+    "WITH stock AS (UPDATE products p SET stock = v.stock, reserved = v.reserved "
+    "FROM unnest(${n}::uuid[], ${n1}::integer[], ${n2}::integer[]) AS v(id, stock, reserved) "
+    "WHERE p.id = v.id) "
+)
+_ADD_RESERVATION = _WITH_STOCK.format(n=9, n1=10, n2=11) + (
     "INSERT INTO reservations (id, order_id, status, items, failure_reason, failure_detail, "
     "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 )
-_SAVE_RESERVATION = "UPDATE reservations SET status = $2, updated_at = $3 WHERE id = $1"
+_SAVE_RESERVATION = _WITH_STOCK.format(n=4, n1=5, n2=6) + (
+    "UPDATE reservations SET status = $2, updated_at = $3 WHERE id = $1"
+)
 
 
 def _reservation(row: Mapping[Any, Any]) -> Reservation:
@@ -48,15 +56,14 @@ async def products_for_update(conn: Connection, ids: list[UUID]) -> dict[UUID, P
     return {r["id"]: _product(r) for r in await conn.fetch(_PRODUCTS_LOCK, ids)}
 
 
-async def save_stock(conn: Connection, changed: list[Product]) -> None:
-    rows = [(p.id, p.stock, p.reserved) for p in changed]
-    if len(rows) == 1:
-        await conn.execute(_SAVE_STOCK, *rows[0])
-    elif rows:
-        await conn.executemany(_SAVE_STOCK, rows)
+def _stock(changed: Sequence[Product]) -> tuple[list[UUID], list[int], list[int]]:
+    return [p.id for p in changed], [p.stock for p in changed], [p.reserved for p in changed]
 
 
-async def add_reservation(conn: Connection, reservation: Reservation) -> None:
+async def add_reservation(
+    conn: Connection, reservation: Reservation, changed: Sequence[Product] = ()
+) -> None:
+    """Insert the reservation, and write the stock of the products it `changed`."""
     r = reservation
     await conn.execute(
         _ADD_RESERVATION,
@@ -68,12 +75,20 @@ async def add_reservation(conn: Connection, reservation: Reservation) -> None:
         r.failure_detail,
         r.created_at,
         r.updated_at,
+        *_stock(changed),
     )
 
 
-async def save_reservation(conn: Connection, reservation: Reservation) -> None:
+async def save_reservation(
+    conn: Connection, reservation: Reservation, changed: Sequence[Product]
+) -> None:
+    """Update the reservation's status, and write the stock of the products it `changed`."""
     await conn.execute(
-        _SAVE_RESERVATION, reservation.id, reservation.status.value, reservation.updated_at
+        _SAVE_RESERVATION,
+        reservation.id,
+        reservation.status.value,
+        reservation.updated_at,
+        *_stock(changed),
     )
 
 

@@ -77,8 +77,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 attempts,
                 f": {error}" if error else "",
             )
-        async with rt.uow() as uow:
-            await uow.claim(envelope)
+        async with rt.uow(envelope) as uow:
             if existing is None and not await repository.add(uow.conn, notification):
                 existing = await repository.find(uow.conn, envelope.order_id, command.kind)
             uow.emit(outcome(envelope, existing or notification))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -33,22 +34,45 @@ def _order(row: Mapping[Any, Any]) -> Order:
     )
 
 
-_ADD = (
-    "INSERT INTO orders (id, customer_id, status, total_amount, items, shipping_address, "
-    "saga_id, failure_reason, idempotency_key, request_fingerprint, created_at, updated_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+# Each write takes the order's status changes along in the same statement (one round
+# trip): the history rows come from arrays, unnested.
+_CHANGES = (
+    "INSERT INTO order_status_history (order_id, status, reason, at) "
+    "SELECT {order_id}, c.status, c.reason, c.at "
+    "FROM {source}unnest($2::text[], $3::text[], $4::timestamptz[]) AS c(status, reason, at)"
 )
-_SAVE = "UPDATE orders SET status = $2, failure_reason = $3, updated_at = $4 WHERE id = $1"
-_CHANGE = "INSERT INTO order_status_history (order_id, status, reason, at) VALUES ($1, $2, $3, $4)"
+_ADD = (
+    "WITH added AS (INSERT INTO orders (id, customer_id, status, total_amount, items, "
+    "shipping_address, saga_id, failure_reason, idempotency_key, request_fingerprint, "
+    "created_at, updated_at) VALUES ($1, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
+    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), "
+    "changes AS (" + _CHANGES.format(order_id="added.id", source="added, ") + ") "
+    "SELECT count(*) FROM added"
+)
+_SAVE = (
+    "WITH saved AS (UPDATE orders SET status = $5, failure_reason = $6, updated_at = $7 "
+    "WHERE id = $1) " + _CHANGES.format(order_id="$1::uuid", source="")
+)
 _LOCK = "SELECT * FROM orders WHERE id = $1 FOR UPDATE"
 _BY_KEY = "SELECT * FROM orders WHERE idempotency_key = $1"
 
 
-async def add(conn: Connection, order: Order) -> None:
-    """A second order with the same Idempotency-Key raises asyncpg.UniqueViolationError."""
-    await conn.execute(
+def _changes(order: Order) -> tuple[list[str], list[str | None], list[datetime]]:
+    changes, order.changes = order.changes, []
+    return (
+        [c.status.value for c in changes],
+        [c.reason for c in changes],
+        [c.at for c in changes],
+    )
+
+
+async def add(conn: Connection, order: Order) -> bool:
+    """Insert the order; False (nothing written) if its Idempotency-Key is taken: a
+    concurrent holder of the key is waited for, so the caller can read that order."""
+    added = await conn.fetchval(
         _ADD,
         order.id,
+        *_changes(order),
         order.customer_id,
         order.status.value,
         order.total_amount,
@@ -64,21 +88,18 @@ async def add(conn: Connection, order: Order) -> None:
         order.created_at,
         order.updated_at,
     )
-    await _write_changes(conn, order)
+    return bool(added)
 
 
 async def save(conn: Connection, order: Order) -> None:
-    await conn.execute(_SAVE, order.id, order.status.value, order.failure_reason, order.updated_at)
-    await _write_changes(conn, order)
-
-
-async def _write_changes(conn: Connection, order: Order) -> None:
-    rows = [(order.id, c.status.value, c.reason, c.at) for c in order.changes]
-    if len(rows) == 1:
-        await conn.execute(_CHANGE, *rows[0])
-    elif rows:
-        await conn.executemany(_CHANGE, rows)
-    order.changes.clear()
+    await conn.execute(
+        _SAVE,
+        order.id,
+        *_changes(order),
+        order.status.value,
+        order.failure_reason,
+        order.updated_at,
+    )
 
 
 async def get_for_update(conn: Connection, order_id: UUID) -> Order | None:

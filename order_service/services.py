@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 
-import asyncpg
-
 from order_service import repository
 from order_service.domain import Order, OrderLine, OrderStatus
 from order_service.schemas import PlaceOrder
@@ -38,64 +36,58 @@ async def place_order(
 ) -> tuple[Order, bool]:
     """Returns the order and whether it was created now (False: an idempotent replay)."""
     digest = fingerprint(body) if idempotency_key else None
-    for _ in range(2):
-        async with rt.uow() as uow:
-            if idempotency_key:
-                existing = await repository.by_idempotency_key(uow.conn, idempotency_key)
-                if existing is not None:
-                    if existing.request_fingerprint != digest:
-                        raise IdempotencyConflict(idempotency_key)
-                    return existing, False
-            order = Order.place(
-                body.customer_id,
-                [OrderLine(i.product_id, i.quantity, i.price) for i in body.items],
-                body.shipping_address.model_dump(),
-                utcnow(),
-                idempotency_key,
-                digest,
+    async with rt.uow() as uow:
+        order = Order.place(
+            body.customer_id,
+            [OrderLine(i.product_id, i.quantity, i.price) for i in body.items],
+            body.shipping_address.model_dump(),
+            utcnow(),
+            idempotency_key,
+            digest,
+        )
+        if not await repository.add(uow.conn, order):
+            assert idempotency_key is not None  # only a key can be taken
+            existing = await repository.by_idempotency_key(uow.conn, idempotency_key)
+            if existing is None:  # the key's holder committed it (or we would have inserted)
+                raise RuntimeError(f"order with Idempotency-Key {idempotency_key!r} vanished")
+            if existing.request_fingerprint != digest:
+                raise IdempotencyConflict(idempotency_key)
+            return existing, False
+        uow.emit(
+            Envelope(
+                type=MessageType.ORDER_CREATED.value,
+                saga_id=order.saga_id,
+                order_id=order.id,
+                correlation_id=correlation_id,
+                source=SOURCE,
+                payload=OrderCreated(
+                    customer_id=order.customer_id,
+                    items=[
+                        ItemLine(product_id=i.product_id, quantity=i.quantity, price=i.price)
+                        for i in order.items
+                    ],
+                    total_amount=order.total_amount,
+                    shipping_address=body.shipping_address,
+                ).model_dump(mode="json"),
             )
-            try:
-                await repository.add(uow.conn, order)
-            except asyncpg.UniqueViolationError:
-                if not idempotency_key:
-                    raise
-                continue  # the same key won a race: read it back
-            uow.emit(
-                Envelope(
-                    type=MessageType.ORDER_CREATED.value,
-                    saga_id=order.saga_id,
-                    order_id=order.id,
-                    correlation_id=correlation_id,
-                    source=SOURCE,
-                    payload=OrderCreated(
-                        customer_id=order.customer_id,
-                        items=[
-                            ItemLine(product_id=i.product_id, quantity=i.quantity, price=i.price)
-                            for i in order.items
-                        ],
-                        total_amount=order.total_amount,
-                        shipping_address=body.shipping_address,
-                    ).model_dump(mode="json"),
-                )
-            )
-            await uow.commit()
-            log.info(
-                "order %s placed by customer %s: %d line(s), total %s, saga %s",
-                order.id,
-                order.customer_id,
-                len(order.items),
-                order.total_amount,
-                order.saga_id,
-            )
-            return order, True
-    raise RuntimeError("idempotent order creation did not settle")
+        )
+        await uow.commit()
+    log.info(
+        "order %s placed by customer %s: %d line(s), total %s, saga %s",
+        order.id,
+        order.customer_id,
+        len(order.items),
+        order.total_amount,
+        order.saga_id,
+    )
+    return order, True
 
 
 async def apply_status_event(rt: Runtime[Settings], envelope: Envelope) -> None:
     status = STATUS_EVENTS[MessageType(envelope.type)]
     reason = envelope.payload.get("reason")
-    async with rt.uow() as uow:
-        if not await uow.claim(envelope):
+    async with rt.uow(envelope) as uow:
+        if not uow.claimed:
             await uow.commit()  # a duplicate: nothing to keep; a batch it shares stays intact
             return
         order = await repository.get_for_update(uow.conn, envelope.order_id)

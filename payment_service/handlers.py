@@ -51,8 +51,7 @@ def build_handlers(
     rt: Runtime[Settings], provider: PaymentProvider
 ) -> Mapping[MessageType, Handler]:
     async def process(envelope: Envelope, command: ProcessPayment) -> None:
-        async with rt.uow() as uow:
-            await uow.claim(envelope)
+        async with rt.uow(envelope) as uow:
             payment = await repository.get_for_update(uow.conn, envelope.order_id)
             if payment is not None:
                 log.info(
@@ -105,8 +104,7 @@ def build_handlers(
             await uow.commit()
 
     async def refund(envelope: Envelope, command: RefundPayment) -> None:
-        async with rt.uow() as uow:
-            await uow.claim(envelope)
+        async with rt.uow(envelope) as uow:
             payment = await repository.get_for_update(uow.conn, envelope.order_id)
             if payment is None:
                 # Refund before any charge: leave a tombstone so a late charge is refused.

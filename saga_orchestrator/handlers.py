@@ -54,8 +54,8 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
             order=order.model_dump(mode="json"),
             correlation_id=envelope.correlation_id,
         )
-        async with rt.uow() as uow:
-            if not await uow.claim(envelope):
+        async with rt.uow(envelope) as uow:
+            if not uow.claimed:
                 log.info(
                     "duplicate order.created %s for order %s ignored",
                     envelope.message_id,
@@ -78,8 +78,8 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
 
     async def advance(envelope: Envelope, _payload: object) -> None:
         reply = MessageType(envelope.type)
-        async with rt.uow() as uow:
-            if not await uow.claim(envelope):
+        async with rt.uow(envelope) as uow:
+            if not uow.claimed:
                 log.info(
                     "duplicate %s %s for order %s ignored",
                     reply,

@@ -63,19 +63,20 @@ class JoinedUnitOfWork(UnitOfWork):
     `commit()` marks the message's work as complete; the batch commits it with the rest.
     Leaving without committing spoils the batch (it is rolled back and replayed)."""
 
-    def __init__(self, shared: _Shared) -> None:  # no super().__init__: it owns nothing
+    def __init__(self, shared: _Shared, message: Envelope | None) -> None:
+        # no super().__init__: it owns nothing
         self._shared = shared
+        self._message = message
+        self.claimed = True
         self.committed = False
 
     async def __aenter__(self) -> Self:
+        self.claimed = await self._shared.uow.begin(self._message)
         return self
 
     @property
     def conn(self) -> Connection:
         return self._shared.uow.conn
-
-    async def claim(self, envelope: Envelope) -> bool:
-        return await self._shared.uow.claim(envelope)
 
     def emit(self, envelope: Envelope, *, delay: float = 0.0) -> None:
         self._shared.uow.emit(envelope, delay=delay)
@@ -93,7 +94,7 @@ class JoinedUnitOfWork(UnitOfWork):
         self.committed = True
 
 
-def joined_unit_of_work() -> JoinedUnitOfWork | None:
+def joined_unit_of_work(message: Envelope | None) -> JoinedUnitOfWork | None:
     """The unit of work to hand a handler that runs inside a batch, else None."""
     shared = _current.get()
     if shared is None:
@@ -102,7 +103,7 @@ def joined_unit_of_work() -> JoinedUnitOfWork | None:
         # A second one could not be kept or dropped apart from the first.
         raise RuntimeError("a handler that batches opens one unit of work per message")
     shared.opened = True
-    return JoinedUnitOfWork(shared)
+    return JoinedUnitOfWork(shared, message)
 
 
 class _Skipped(Exception):

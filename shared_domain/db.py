@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared_domain import inbox
 from shared_domain.contracts import Envelope, utcnow
-from shared_domain.outbox import OutboxRelay, StagedMessage, insert_staged, stage
+from shared_domain.outbox import OutboxRelay, StagedMessage, insert_and_commit_script, stage
 from shared_domain.pg import discard_if_broken, terminate
 from shared_domain.settings import ServiceSettings
 
@@ -75,37 +75,66 @@ async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
     return pool
 
 
+_ROLLED_BACK = "a statement failed; the transaction was rolled back"
+
+
 class TransactionRolledBack(Exception):
     """COMMIT found the transaction already failed; nothing of it was kept."""
 
 
 class UnitOfWork:
     """One database transaction; the messages it emits go to the outbox in the same
-    transaction and are handed to the relay only after the commit succeeds."""
+    transaction and are handed to the relay only after the commit succeeds.
+
+    Opened for an incoming message, it claims the message (the inbox) as the transaction
+    begins, in the same round trip; `claimed` is False if the message was handled
+    before. Opened with `begin_later`, it holds a connection and begins with the first
+    `begin()` (a batch: with its first message's claim)."""
 
     def __init__(
         self,
         pool: asyncpg.Pool,
         relay: OutboxRelay | None,
         outbox_grace: float,
+        message: Envelope | None = None,
+        *,
+        begin_later: bool = False,
     ) -> None:
         self._pool = pool
         self._relay = relay
         self._grace = outbox_grace
+        self._message = message
+        self._begin_later = begin_later
         self._conn: Connection | None = None
+        self._begun = False
         self._staged: list[StagedMessage] = []
+        self.claimed = True
         self.committed = False
 
     async def __aenter__(self) -> Self:
         conn = await self._pool.acquire()
-        try:
-            await conn.execute("BEGIN")
-        except BaseException as exc:
-            discard_if_broken(conn, exc)
-            await self._pool.release(conn)
-            raise
         self._conn = conn
+        if not self._begin_later:
+            try:
+                self.claimed = await self.begin(self._message)
+            except BaseException as exc:
+                self._conn = None
+                discard_if_broken(conn, exc)
+                await self._pool.release(conn)
+                raise
         return self
+
+    async def begin(self, message: Envelope | None = None) -> bool:
+        """Begin the transaction if it has not begun, claiming `message` if given;
+        False if that message was handled before."""
+        conn = self.conn
+        if self._begun:
+            return message is None or await inbox.claim(conn, message.message_id, message.type)
+        self._begun = True  # from here on, whatever happens, a rollback is due
+        if message is None:
+            await conn.execute("BEGIN")
+            return True
+        return await inbox.begin_and_claim(conn, message.message_id, message.type)
 
     async def __aexit__(
         self,
@@ -116,7 +145,7 @@ class UnitOfWork:
         assert self._conn is not None
         conn, self._conn = self._conn, None
         try:
-            if not self.committed:
+            if self._begun and not self.committed:
                 try:
                     await conn.execute("ROLLBACK")
                 except Exception as rollback_exc:
@@ -135,10 +164,6 @@ class UnitOfWork:
             raise RuntimeError("unit of work is not open")
         return self._conn
 
-    async def claim(self, envelope: Envelope) -> bool:
-        """Record the incoming message as processed; False if it already was."""
-        return await inbox.claim(self.conn, envelope.message_id, envelope.type)
-
     def emit(self, envelope: Envelope, *, delay: float = 0.0) -> None:
         self._staged.append(stage(envelope, utcnow(), self._grace, delay))
 
@@ -147,13 +172,19 @@ class UnitOfWork:
         return self._staged
 
     async def commit(self) -> None:
-        if self._staged:
-            await insert_staged(self.conn, self._staged, utcnow())
-        # PostgreSQL answers COMMIT on a transaction a failed statement aborted with a
-        # rollback, not an error: a handler that swallowed a database error must not
-        # pass for committed.
-        if await self.conn.execute("COMMIT") != "COMMIT":
-            raise TransactionRolledBack("a statement failed; the transaction was rolled back")
+        if not self._begun:
+            await self.begin()
+        # The outbox rows and COMMIT go in one round trip. PostgreSQL answers COMMIT on
+        # a transaction a failed statement aborted with a rollback, not an error (and
+        # refuses the insert into one): a handler that swallowed a database error must
+        # not pass for committed.
+        script = insert_and_commit_script(self._staged, utcnow()) if self._staged else "COMMIT"
+        try:
+            status = await self.conn.execute(script)
+        except asyncpg.InFailedSQLTransactionError as exc:
+            raise TransactionRolledBack(_ROLLED_BACK) from exc
+        if status != "COMMIT":
+            raise TransactionRolledBack(_ROLLED_BACK)
         self.committed = True
         if self._relay is not None and self._staged:
             await self._relay.publish_committed(self._staged)

@@ -19,20 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import asyncpg
+import orjson
 from sqlalchemy import Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from shared_domain.contracts import Envelope, MessageType, exchange_for
 from shared_domain.messaging.broker import Broker, OutgoingMessage
 from shared_domain.pg import connection
-
-if TYPE_CHECKING:
-    from shared_domain.db import Connection
 
 log = logging.getLogger(__name__)
 
@@ -76,64 +74,54 @@ def stage(envelope: Envelope, now: datetime, grace: float, delay: float = 0.0) -
     return StagedMessage(message, available_at, delayed=delay > 0)
 
 
-# A re-sent command keeps its message id: if the first send is still waiting in the
-# outbox, that row already covers it.
-_INSERT = (
-    "INSERT INTO outbox (id, exchange, routing_key, message_type, correlation_id, body, "
-    "headers, created_at, available_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-    "ON CONFLICT (id) DO NOTHING"
+_COLUMNS = (
+    "id, exchange, routing_key, message_type, correlation_id, body, headers, created_at, "
+    "available_at"
 )
-_INSERT_MANY = (
-    "INSERT INTO outbox (id, exchange, routing_key, message_type, correlation_id, body, "
-    "headers, created_at, available_at) "
-    "SELECT m.id, m.exchange, m.routing_key, m.message_type, m.correlation_id, m.body, "
-    "m.headers, $8, m.available_at FROM unnest($1::uuid[], $2::text[], $3::text[], "
-    "$4::text[], $5::text[], $6::bytea[], $7::jsonb[], $9::timestamptz[]) "
-    "AS m(id, exchange, routing_key, message_type, correlation_id, body, headers, "
-    "available_at) ON CONFLICT (id) DO NOTHING"
-)
+
+
+def _hex_text(value: str | None) -> str:
+    # Hex digits only: no quoting to get right, whatever the text holds.
+    if value is None:
+        return "NULL"
+    return f"convert_from(decode('{value.encode().hex()}', 'hex'), 'UTF8')"
+
+
+def _timestamp(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("outbox timestamps are timezone-aware")
+    return f"'{value.isoformat()}'::timestamptz"
+
+
+def insert_and_commit_script(staged: list[StagedMessage], now: datetime) -> str:
+    """One simple query that writes staged messages into the outbox and commits: the
+    transaction's last two statements in one round trip. A simple query carries no
+    parameters, so every value is written in as a literal: texts and the body as hex,
+    the id as a UUID, times in ISO form."""
+    rows = []
+    for s in staged:
+        m = s.message
+        rows.append(
+            f"('{uuid.UUID(m.message_id)}'::uuid, {_hex_text(m.exchange)}, "
+            f"{_hex_text(m.routing_key)}, {_hex_text(m.message_type)}, "
+            f"{_hex_text(m.correlation_id)}, decode('{m.body.hex()}', 'hex'), "
+            f"{_hex_text(orjson.dumps(dict(m.headers)).decode())}::jsonb, "
+            f"{_timestamp(now)}, {_timestamp(s.available_at)})"
+        )
+    return (
+        # A re-sent command keeps its message id: if the first send is still waiting in
+        # the outbox, that row already covers it.
+        f"INSERT INTO outbox ({_COLUMNS}) VALUES {', '.join(rows)} "
+        "ON CONFLICT (id) DO NOTHING; COMMIT"
+    )
+
+
 _SWEEP = (
     "SELECT id, exchange, routing_key, message_type, correlation_id, body, headers "
     "FROM outbox WHERE available_at <= now() ORDER BY available_at LIMIT $1 "
     "FOR UPDATE SKIP LOCKED"
 )
 _DELETE = "DELETE FROM outbox WHERE id = ANY($1::uuid[])"
-
-
-def _row(staged: StagedMessage, now: datetime) -> tuple[object, ...]:
-    m = staged.message
-    return (
-        m.message_id,
-        m.exchange,
-        m.routing_key,
-        m.message_type,
-        m.correlation_id,
-        m.body,
-        dict(m.headers),
-        now,
-        staged.available_at,
-    )
-
-
-async def insert_staged(conn: Connection, staged: list[StagedMessage], now: datetime) -> None:
-    """Write staged messages into the outbox, in the caller's transaction: one statement
-    however many there are (several as arrays, unnested)."""
-    if len(staged) == 1:
-        await conn.execute(_INSERT, *_row(staged[0], now))
-        return
-    m = [s.message for s in staged]
-    await conn.execute(
-        _INSERT_MANY,
-        [x.message_id for x in m],
-        [x.exchange for x in m],
-        [x.routing_key for x in m],
-        [x.message_type for x in m],
-        [x.correlation_id for x in m],
-        [x.body for x in m],
-        [dict(x.headers) for x in m],
-        now,
-        [s.available_at for s in staged],
-    )
 
 
 class OutboxRelay:

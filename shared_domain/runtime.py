@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared_domain import migrations
 from shared_domain.batching import Batcher, joined_unit_of_work
+from shared_domain.contracts import Envelope
 from shared_domain.db import UnitOfWork, create_engine, create_pool
 from shared_domain.health import broker_check, database_check, health_router
 from shared_domain.http import (
@@ -92,11 +93,11 @@ class Runtime(Generic[S]):
             raise RuntimeError(f"{self.name} is not started")
         return self._relay
 
-    def uow(self) -> UnitOfWork:
-        """The handler's unit of work: its own transaction, or its share of the running
-        batch's."""
-        return joined_unit_of_work() or UnitOfWork(
-            self.pool, self.relay, self.settings.outbox_grace_period
+    def uow(self, message: Envelope | None = None) -> UnitOfWork:
+        """A unit of work (claiming `message`, a handler's): its own transaction, or its
+        share of the running batch's."""
+        return joined_unit_of_work(message) or UnitOfWork(
+            self.pool, self.relay, self.settings.outbox_grace_period, message
         )
 
     async def open_database(self) -> None:
@@ -120,7 +121,7 @@ class Runtime(Generic[S]):
             ) from exc
         if self.definition.batches and s.consumer_batch_size > 1:
             self._batcher = Batcher(
-                lambda: UnitOfWork(self.pool, None, s.outbox_grace_period),
+                lambda: UnitOfWork(self.pool, None, s.outbox_grace_period, begin_later=True),
                 self.relay.publish_committed,
                 max_size=s.consumer_batch_size,
             )

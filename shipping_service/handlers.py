@@ -48,8 +48,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
     carrier = SimulatedCarrier(rt.settings.shipping_failure_rate)
 
     async def create(envelope: Envelope, command: CreateShipment) -> None:
-        async with rt.uow() as uow:
-            await uow.claim(envelope)
+        async with rt.uow(envelope) as uow:
             shipment = await repository.get_for_update(uow.conn, envelope.order_id)
             if shipment is not None:
                 log.info(
@@ -85,8 +84,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
             await uow.commit()
 
     async def cancel(envelope: Envelope, command: CancelShipment) -> None:
-        async with rt.uow() as uow:
-            await uow.claim(envelope)
+        async with rt.uow(envelope) as uow:
             shipment = await repository.get_for_update(uow.conn, envelope.order_id)
             if shipment is None:
                 shipment = Shipment.cancelled_before_creation(envelope.order_id, utcnow())

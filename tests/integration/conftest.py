@@ -10,6 +10,8 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from order_service.app import SERVICE as ORDER
+from order_service.settings import Settings as OrderSettings
 from payment_service.app import SERVICE as PAYMENT
 from payment_service.settings import Settings as PaymentSettings
 from shared_domain import migrations
@@ -99,5 +101,12 @@ async def open_runtime(
 @pytest.fixture
 async def payment_rt(vhost: str, db_prefix: str) -> AsyncIterator[Runtime[PaymentSettings]]:
     rt = await open_runtime(PAYMENT, PaymentSettings, vhost, db_prefix)
+    yield rt
+    await rt.stop()
+
+
+@pytest.fixture
+async def order_rt(vhost: str, db_prefix: str) -> AsyncIterator[Runtime[OrderSettings]]:
+    rt = await open_runtime(ORDER, OrderSettings, vhost, db_prefix)
     yield rt
     await rt.stop()

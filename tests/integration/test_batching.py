@@ -45,8 +45,7 @@ class Handling:
         self.skip: set[uuid.UUID] = set()
 
     async def __call__(self, envelope: Envelope, _payload: object) -> None:
-        async with self.rt.uow() as uow:
-            await uow.claim(envelope)
+        async with self.rt.uow(envelope) as uow:
             self.transactions.append(await uow.conn.fetchval("SELECT txid_current()"))
             if envelope.message_id in self.fail:
                 raise RuntimeError("this message cannot be handled yet")
@@ -135,8 +134,7 @@ async def test_a_skipped_message_keeps_nothing_and_costs_the_others_nothing(
 
 async def test_a_swallowed_database_error_is_not_taken_for_a_commit(payment_rt) -> None:
     with pytest.raises(TransactionRolledBack):
-        async with payment_rt.uow() as uow:
-            await uow.claim(message())
+        async with payment_rt.uow(message()) as uow:
             with contextlib.suppress(asyncpg.DivisionByZeroError):
                 await uow.conn.execute("SELECT 1 / 0")
             await uow.commit()
@@ -167,8 +165,7 @@ async def test_a_stopped_batcher_leaves_unhandled_messages_to_the_broker(payment
 
 async def test_a_batched_handler_may_open_only_one_unit_of_work(payment_rt, batcher) -> None:
     async def twice(envelope: Envelope, _payload: object) -> None:
-        async with payment_rt.uow() as uow:
-            await uow.claim(envelope)
+        async with payment_rt.uow(envelope) as uow:
             await uow.commit()
         async with payment_rt.uow() as uow:  # could not be kept or dropped apart
             await uow.commit()

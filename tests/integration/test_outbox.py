@@ -133,3 +133,40 @@ async def test_concurrent_sweeps_publish_each_message_exactly_once(payment_rt, c
     assert sorted(received) == sorted(sent)
     assert await captured.nothing_within(0.5)
     assert await outbox_count(payment_rt) == 0
+
+
+async def test_rows_written_with_the_commit_keep_every_value_exactly(payment_rt):
+    # The outbox rows go in with COMMIT as one simple query, values written in as
+    # literals: text that would break naive quoting must come back byte for byte.
+    awkward = "x'); DROP TABLE outbox; -- \\' \" ünï \U0001f600 \\x00"
+    envelopes = [
+        event().model_copy(update={"correlation_id": awkward, "payload": {"note": awkward}}),
+        event(),
+    ]
+    uow = UnitOfWork(payment_rt.pool, None, outbox_grace=60)  # left for the sweep
+    async with uow:
+        for envelope in envelopes:
+            uow.emit(envelope)
+        await uow.commit()
+    async with payment_rt.uow() as read:
+        rows = {
+            r["id"]: r
+            for r in await read.conn.fetch(
+                "SELECT id, exchange, routing_key, message_type, correlation_id, body, "
+                "headers, created_at, available_at FROM outbox"
+            )
+        }
+    assert set(rows) == {e.message_id for e in envelopes}
+    for staged, envelope in zip(uow.staged, envelopes, strict=True):
+        row, m = rows[envelope.message_id], staged.message
+        assert (row["exchange"], row["routing_key"], row["message_type"]) == (
+            m.exchange,
+            m.routing_key,
+            m.message_type,
+        )
+        assert row["correlation_id"] == envelope.correlation_id
+        assert bytes(row["body"]) == m.body
+        assert Envelope.model_validate_json(row["body"]) == envelope
+        assert row["headers"] == dict(m.headers)
+        assert row["available_at"] == staged.available_at
+        assert row["created_at"].tzinfo is not None

@@ -1,0 +1,99 @@
+"""The order service's writes against the real PostgreSQL: an order and its status
+history go in together, and an Idempotency-Key holds under concurrent requests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from order_service import services
+from order_service.domain import OrderStatus
+from order_service.schemas import PlaceOrder
+from shared_domain.contracts import Envelope, MessageType
+
+pytestmark = pytest.mark.integration
+
+
+def request(quantity: int = 1) -> PlaceOrder:
+    return PlaceOrder.model_validate(
+        {
+            "customer_id": str(uuid.uuid4()),
+            "items": [{"product_id": str(uuid.uuid4()), "quantity": quantity, "price": "12.50"}],
+            "shipping_address": {
+                "street": "1 Main St",
+                "city": "Springfield",
+                "state": "IL",
+                "zip_code": "62701",
+                "country": "US",
+            },
+        }
+    )
+
+
+async def history(rt, order_id: uuid.UUID) -> list[tuple[str, str | None]]:
+    async with rt.uow() as uow:
+        rows = await uow.conn.fetch(
+            "SELECT status, reason FROM order_status_history WHERE order_id = $1 ORDER BY id",
+            order_id,
+        )
+    return [(r["status"], r["reason"]) for r in rows]
+
+
+async def test_concurrent_requests_with_one_key_place_one_order(order_rt) -> None:
+    body, key = request(), f"checkout-{uuid.uuid4()}"
+    results = await asyncio.gather(
+        *(services.place_order(order_rt, body, key, "t") for _ in range(8))
+    )
+    ids = {order.id for order, _ in results}
+    assert len(ids) == 1
+    assert sorted(created for _, created in results) == [False] * 7 + [True]
+    async with order_rt.uow() as uow:
+        assert await uow.conn.fetchval("SELECT count(*) FROM orders") == 1
+        assert await uow.conn.fetchval("SELECT count(*) FROM outbox") <= 1  # cleaner may run
+    assert await history(order_rt, ids.pop()) == [(OrderStatus.PENDING.value, "order placed")]
+
+
+async def test_a_key_reused_with_another_body_is_a_conflict_and_stores_nothing(
+    order_rt,
+) -> None:
+    key = f"checkout-{uuid.uuid4()}"
+    first, created = await services.place_order(order_rt, request(1), key, "t")
+    assert created
+    with pytest.raises(services.IdempotencyConflict):
+        await services.place_order(order_rt, request(2), key, "t")
+    async with order_rt.uow() as uow:
+        assert await uow.conn.fetchval("SELECT count(*) FROM orders") == 1
+        assert await uow.conn.fetchval("SELECT count(*) FROM order_status_history") == 1
+    assert first.total_amount == Decimal("12.50")
+
+
+async def test_status_events_update_the_order_and_append_its_history(order_rt) -> None:
+    order, _ = await services.place_order(order_rt, request(), None, "t")
+
+    def event(type_: MessageType, payload: dict) -> Envelope:
+        return Envelope(
+            type=type_.value,
+            saga_id=order.saga_id,
+            order_id=order.id,
+            correlation_id="t",
+            source="test",
+            payload=payload,
+        )
+
+    await services.apply_status_event(order_rt, event(MessageType.ORDER_PROCESSING, {}))
+    failed = event(MessageType.ORDER_FAILED, {"reason": "payment_declined"})
+    await services.apply_status_event(order_rt, failed)
+    await services.apply_status_event(order_rt, failed)  # a redelivery changes nothing
+    assert await history(order_rt, order.id) == [
+        (OrderStatus.PENDING.value, "order placed"),
+        (OrderStatus.PROCESSING.value, None),
+        (OrderStatus.FAILED.value, "payment_declined"),
+    ]
+    async with order_rt.uow() as uow:
+        row = await uow.conn.fetchrow(
+            "SELECT status, failure_reason FROM orders WHERE id = $1", order.id
+        )
+    assert (row["status"], row["failure_reason"]) == (OrderStatus.FAILED.value, "payment_declined")
