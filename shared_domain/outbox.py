@@ -3,7 +3,7 @@
 A handler writes its outgoing messages into the `outbox` table in the same transaction
 as its state change. After the commit the relay publishes them at once (the fast path)
 and hands their ids to a cleaner that deletes published rows in batches, in a
-transaction of its own, up to 100 ms later: one DELETE for many messages instead of
+transaction of its own, up to half a second later: one DELETE for many messages instead of
 a second commit per message. Each row carries `available_at`: the moment the background
 sweep may take it. Fresh rows get a short grace period so the sweep does not race the
 fast path; delayed messages (scheduled retries) simply get a later `available_at`. The
@@ -132,7 +132,7 @@ class OutboxRelay:
         *,
         sweep_interval: float,
         batch_size: int = 200,
-        clean_delay: float = 0.1,
+        clean_delay: float = 0.5,
     ) -> None:
         self._pool = pool
         self._broker = broker
