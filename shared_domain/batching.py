@@ -34,6 +34,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
+from uuid import UUID
 
 from shared_domain.contracts import Envelope
 from shared_domain.db import Connection, UnitOfWork
@@ -53,6 +54,7 @@ class _Shared:
     uow: UnitOfWork
     opened: bool = False  # by the current handler
     skipped: bool = False
+    claimed: set[UUID] = field(default_factory=set)  # as the transaction began
 
 
 _current: ContextVar[_Shared | None] = ContextVar("shared_transaction", default=None)
@@ -71,7 +73,12 @@ class JoinedUnitOfWork(UnitOfWork):
         self.committed = False
 
     async def __aenter__(self) -> Self:
-        self.claimed = await self._shared.uow.begin(self._message)
+        message, shared = self._message, self._shared
+        if message is not None and message.message_id in shared.claimed:
+            shared.claimed.discard(message.message_id)
+            self.claimed = True
+        else:
+            self.claimed = await shared.uow.begin(message)
         return self
 
     @property
@@ -106,8 +113,23 @@ def joined_unit_of_work(message: Envelope | None) -> JoinedUnitOfWork | None:
     return JoinedUnitOfWork(shared, message)
 
 
-class _Skipped(Exception):
+class _Replay(Exception):
+    """The batch cannot commit as a whole; its messages are handled one by one."""
+
+
+class _Skipped(_Replay):
     """A handler left its unit of work without committing: nothing of it may be kept."""
+
+    def __str__(self) -> str:
+        return "a handler skipped its message"
+
+
+class _SeenBefore(_Replay):
+    """A message of the batch was handled before (or is in it twice): its handler must
+    see that on its own."""
+
+    def __str__(self) -> str:
+        return "a message was handled before"
 
 
 @dataclass
@@ -140,7 +162,7 @@ class Batcher:
         *,
         max_size: int,
     ) -> None:
-        self._open_uow = open_uow  # a standalone unit of work that does not publish
+        self._open_uow = open_uow  # standalone, begins later, does not publish
         self._publish = publish  # the relay's fast path, for what a batch committed
         self._max = max_size
         self._ready: list[_Job] = []
@@ -198,7 +220,7 @@ class Batcher:
             log.info(
                 "batch of %d messages rolled back, replaying one by one: %s",
                 len(jobs),
-                "a handler skipped its message" if isinstance(exc, _Skipped) else repr(exc),
+                exc if isinstance(exc, _Replay) else repr(exc),
             )
             for job in jobs:
                 await self._handle([job])
@@ -210,6 +232,12 @@ class Batcher:
         them raised or skipped its message, or the commit failed."""
         async with self._open_uow() as uow:
             shared = _Shared(uow)
+            if len(jobs) > 1:
+                # All the claims with BEGIN, one round trip; a lone message's handler
+                # claims its own, and so learns whether it was handled before.
+                if not await uow.begin_claiming([job.envelope for job in jobs]):
+                    raise _SeenBefore
+                shared.claimed = {job.envelope.message_id for job in jobs}
             token = _current.set(shared)
             try:
                 for job in jobs:

@@ -127,14 +127,22 @@ class UnitOfWork:
     async def begin(self, message: Envelope | None = None) -> bool:
         """Begin the transaction if it has not begun, claiming `message` if given;
         False if that message was handled before."""
-        conn = self.conn
         if self._begun:
-            return message is None or await inbox.claim(conn, message.message_id, message.type)
-        self._begun = True  # from here on, whatever happens, a rollback is due
+            return message is None or await inbox.claim(self.conn, message.message_id, message.type)
         if message is None:
-            await conn.execute("BEGIN")
+            self._begun = True
+            await self.conn.execute("BEGIN")
             return True
-        return await inbox.begin_and_claim(conn, message.message_id, message.type)
+        return await self.begin_claiming([message])
+
+    async def begin_claiming(self, messages: list[Envelope]) -> bool:
+        """Begin the transaction and claim all of `messages` in the same round trip: True
+        if every one of them is new. If not, the caller must not commit: the
+        transaction holds the claims of the new ones only."""
+        if self._begun:
+            raise RuntimeError("the transaction has begun already")
+        self._begun = True  # from here on, whatever happens, a rollback is due
+        return await inbox.begin_and_claim(self.conn, [(m.message_id, m.type) for m in messages])
 
     async def __aexit__(
         self,

@@ -44,12 +44,16 @@ async def claim(conn: Connection, message_id: UUID, message_type: str) -> bool:
     return bool(await conn.fetchval(_CLAIM, message_id, message_type))
 
 
-async def begin_and_claim(conn: Connection, message_id: UUID, message_type: str) -> bool:
-    """Open a transaction on `conn` and claim the message in it; as `claim`."""
-    if not isinstance(message_id, UUID) or not _TYPE_NAME.fullmatch(message_type):
-        raise ValueError(f"not a message id and type: {message_id!r}, {message_type!r}")
+async def begin_and_claim(conn: Connection, messages: list[tuple[UUID, str]]) -> bool:
+    """Open a transaction on `conn` and claim the messages (id, type) in it: True if
+    every one of them is new (as `claim`); if not, the caller rolls back."""
+    values = []
+    for message_id, message_type in messages:
+        if not isinstance(message_id, UUID) or not _TYPE_NAME.fullmatch(message_type):
+            raise ValueError(f"not a message id and type: {message_id!r}, {message_type!r}")
+        values.append(f"('{message_id}', '{message_type}')")
     status = await conn.execute(
         f"BEGIN; INSERT INTO inbox (message_id, message_type) "
-        f"VALUES ('{message_id}', '{message_type}') ON CONFLICT (message_id) DO NOTHING"
+        f"VALUES {', '.join(values)} ON CONFLICT (message_id) DO NOTHING"
     )
-    return bool(status == "INSERT 0 1")
+    return bool(status == f"INSERT 0 {len(messages)}")

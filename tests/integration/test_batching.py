@@ -36,17 +36,23 @@ def message() -> Envelope:
 
 class Handling:
     """A database-only handler: claim, note the transaction it ran in, emit a reply,
-    commit. `fail` raises after the claim; `skip` leaves without committing."""
+    commit (a message handled before: commit nothing). `fail` raises after the claim;
+    `skip` leaves without committing."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.transactions: list[int] = []
+        self.claims: list[tuple[uuid.UUID, bool]] = []
         self.fail: set[uuid.UUID] = set()
         self.skip: set[uuid.UUID] = set()
 
     async def __call__(self, envelope: Envelope, _payload: object) -> None:
         async with self.rt.uow(envelope) as uow:
             self.transactions.append(await uow.conn.fetchval("SELECT txid_current()"))
+            self.claims.append((envelope.message_id, uow.claimed))
+            if not uow.claimed:
+                await uow.commit()
+                return
             if envelope.message_id in self.fail:
                 raise RuntimeError("this message cannot be handled yet")
             if envelope.message_id in self.skip:
@@ -59,7 +65,7 @@ class Handling:
 async def batcher(payment_rt) -> AsyncIterator[Batcher]:
     rt = payment_rt
     b = Batcher(
-        lambda: UnitOfWork(rt.pool, None, rt.settings.outbox_grace_period),
+        lambda: UnitOfWork(rt.pool, None, rt.settings.outbox_grace_period, begin_later=True),
         rt.relay.publish_committed,
         max_size=16,
     )
@@ -132,6 +138,39 @@ async def test_a_skipped_message_keeps_nothing_and_costs_the_others_nothing(
     assert await replies(captured, 3) == {e.order_id for e in good}
 
 
+async def test_a_message_handled_before_is_seen_as_such_and_the_others_commit(
+    payment_rt, batcher, channel
+) -> None:
+    captured = await capture(channel, EVENTS_EXCHANGE, REPLY.value)
+    handling = Handling(payment_rt)
+    old = message()
+    assert await run_all(batcher, handling, [old]) == [None]
+    envelopes = [message(), old, message()]
+
+    results = await run_all(batcher, handling, envelopes)
+
+    assert results == [None] * 3
+    assert handling.claims.count((old.message_id, False)) == 1
+    assert await inbox_ids(payment_rt) == {e.message_id for e in envelopes}
+    assert await replies(captured, 3) == {e.order_id for e in envelopes}  # old's once
+
+
+async def test_a_message_twice_in_one_batch_is_handled_once(payment_rt, batcher, channel) -> None:
+    captured = await capture(channel, EVENTS_EXCHANGE, REPLY.value)
+    handling = Handling(payment_rt)
+    twice, other = message(), message()
+
+    results = await run_all(batcher, handling, [twice, twice, other])
+
+    assert results == [None] * 3
+    outcomes = [
+        claimed for message_id, claimed in handling.claims if message_id == twice.message_id
+    ]
+    assert outcomes[-2:] == [True, False]  # replayed one by one: the second is the repeat
+    assert await inbox_ids(payment_rt) == {twice.message_id, other.message_id}
+    assert await replies(captured, 2) == {twice.order_id, other.order_id}
+
+
 async def test_a_swallowed_database_error_is_not_taken_for_a_commit(payment_rt) -> None:
     with pytest.raises(TransactionRolledBack):
         async with payment_rt.uow(message()) as uow:
@@ -150,7 +189,11 @@ async def test_a_stopped_batcher_leaves_unhandled_messages_to_the_broker(payment
         await release.wait()
 
     rt = payment_rt
-    b = Batcher(lambda: UnitOfWork(rt.pool, None, 0.3), rt.relay.publish_committed, max_size=4)
+    b = Batcher(
+        lambda: UnitOfWork(rt.pool, None, 0.3, begin_later=True),
+        rt.relay.publish_committed,
+        max_size=4,
+    )
     b.start()
     first = asyncio.create_task(b.run(slow, message(), None))
     await started.wait()
