@@ -10,6 +10,10 @@ is a batch of one, its own transaction as without batching: nothing waits for a 
 to fill. Either way the consumer moves on to the next batch while the last one's
 messages are being published.
 
+The batch claims all its messages (the inbox) with its BEGIN, in one round trip. If
+one of them was handled before, the batch goes to the one-by-one replay below, where
+that message's handler learns it is a repeat.
+
 Each message's outcome stays its own. If any handler in a batch raises, or leaves its
 unit of work without committing (a duplicate it chose to skip), or the commit fails,
 the shared transaction is rolled back and every message of the batch is replayed on
