@@ -2,7 +2,7 @@
 
 from saga_orchestrator import tables
 from saga_orchestrator.api import router
-from saga_orchestrator.handlers import build_handlers
+from saga_orchestrator.handlers import build_handlers, preload
 from saga_orchestrator.settings import Settings
 from saga_orchestrator.timeouts import watch_deadlines
 from shared_domain.messaging.topology import ORCHESTRATOR_EVENTS
@@ -17,5 +17,6 @@ SERVICE = ServiceDefinition(
     build_handlers=build_handlers,
     router=router,
     batches=True,  # database-only handlers
+    preload=preload,
     background=(watch_deadlines,),
 )

@@ -44,6 +44,16 @@ def describe(saga: Saga, outgoing: list[Outgoing]) -> str:
     return f"saga {saga.status}{reason}, next: {sent or 'nothing'}"
 
 
+_REPLY_TYPES = frozenset(reply.value for reply in REPLIES)
+
+
+async def preload(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+    """A batch locks the sagas its replies advance in one statement, in id order."""
+    saga_ids = sorted({e.saga_id for e in envelopes if e.type in _REPLY_TYPES})
+    if saga_ids:
+        await repository.lock_all(uow, saga_ids)
+
+
 def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
     policy: SagaPolicy = rt.settings.saga_policy()
 
@@ -88,7 +98,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 )
                 await uow.commit()  # nothing to keep; a batch it shares stays intact
                 return
-            saga = await repository.get_for_update(uow.conn, envelope.saga_id)
+            saga = await repository.locked(uow, envelope.saga_id)
             if saga is None:
                 raise PermanentError(f"{reply} refers to unknown saga {envelope.saga_id}")
             outgoing = saga.handle(reply, envelope.payload, utcnow(), policy)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from saga_orchestrator.domain import Saga, SagaStatus, Step, StepState
 from saga_orchestrator.tables import admin_audit, saga_history, sagas
-from shared_domain.db import Connection
+from shared_domain.db import Connection, UnitOfWork
 
 
 class ConcurrentUpdate(Exception):
@@ -58,6 +58,8 @@ _SAVE = (
     " steps = $7, updated_at = $8, deadline_at = $9 WHERE id = $1 AND version = $2"
 )
 _LOCK = "SELECT * FROM sagas WHERE id = $1 FOR UPDATE"
+# In id order: batches of two replicas that lock overlapping sagas cannot deadlock.
+_LOCK_ALL = "SELECT * FROM sagas WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
 _DUE = (
     "SELECT * FROM sagas WHERE deadline_at <= $1 ORDER BY deadline_at LIMIT $2 "
     "FOR UPDATE SKIP LOCKED"
@@ -101,6 +103,19 @@ async def add(conn: Connection, saga: Saga) -> bool:
 async def get_for_update(conn: Connection, saga_id: UUID) -> Saga | None:
     row = await conn.fetchrow(_LOCK, saga_id)
     return None if row is None else _saga(row)
+
+
+async def lock_all(uow: UnitOfWork, saga_ids: list[UUID]) -> None:
+    """Lock and load several sagas in one statement, for `locked` to hand out."""
+    for row in await uow.conn.fetch(_LOCK_ALL, saga_ids):
+        uow.loaded[("saga", row["id"])] = _saga(row)
+
+
+async def locked(uow: UnitOfWork, saga_id: UUID) -> Saga | None:
+    """The saga, locked: as `lock_all` loaded it (once; a second message for it in the
+    same batch reads what the first one saved), else loaded now."""
+    saga = uow.loaded.pop(("saga", saga_id), None)
+    return saga if saga is not None else await get_for_update(uow.conn, saga_id)
 
 
 async def due_for_update(conn: Connection, now: datetime, limit: int) -> list[Saga]:

@@ -47,6 +47,10 @@ from shared_domain.outbox import StagedMessage
 
 log = logging.getLogger(__name__)
 
+# Loads (and locks) in one statement what a batch's handlers will need, into
+# `uow.loaded`, after the batch's claims and before its first handler.
+Preload = Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]
+
 # Background publishes of committed batches at once, before taking the next batch waits.
 PUBLISHING_AT_ONCE = 4
 
@@ -73,6 +77,7 @@ class JoinedUnitOfWork(UnitOfWork):
         # no super().__init__: it owns nothing
         self._shared = shared
         self._message = message
+        self.loaded = shared.uow.loaded
         self.claimed = True
         self.committed = False
 
@@ -165,9 +170,11 @@ class Batcher:
         publish: Callable[[list[StagedMessage]], Awaitable[None]],
         *,
         max_size: int,
+        preload: Preload | None = None,
     ) -> None:
         self._open_uow = open_uow  # standalone, begins later, does not publish
         self._publish = publish  # the relay's fast path, for what a batch committed
+        self._preload = preload
         self._max = max_size
         self._ready: list[_Job] = []
         self._wake = asyncio.Event()
@@ -242,6 +249,8 @@ class Batcher:
                 if not await uow.begin_claiming([job.envelope for job in jobs]):
                     raise _SeenBefore
                 shared.claimed = {job.envelope.message_id for job in jobs}
+                if self._preload is not None:
+                    await self._preload(uow, [job.envelope for job in jobs])
             token = _current.set(shared)
             try:
                 for job in jobs:

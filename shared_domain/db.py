@@ -9,6 +9,7 @@ health checks and seeding, on a small engine of its own.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from types import TracebackType
 from typing import Any, Self, TypeAlias
 
@@ -108,6 +109,9 @@ class UnitOfWork:
         self._conn: Connection | None = None
         self._begun = False
         self._staged: list[StagedMessage] = []
+        # Rows a batch loaded (and locked) for its handlers at once, by key; a handler
+        # takes its own out (see shared_domain.batching).
+        self.loaded: dict[Hashable, Any] = {}
         self.claimed = True
         self.committed = False
 

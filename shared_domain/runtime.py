@@ -19,7 +19,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared_domain import migrations
-from shared_domain.batching import Batcher, joined_unit_of_work
+from shared_domain.batching import Batcher, Preload, joined_unit_of_work
 from shared_domain.contracts import Envelope
 from shared_domain.db import UnitOfWork, create_engine, create_pool
 from shared_domain.health import broker_check, database_check, health_router
@@ -55,6 +55,8 @@ class ServiceDefinition(Generic[S]):
     # Whether its message handlers may share a transaction (see shared_domain.batching):
     # only when they touch nothing but the service's database.
     batches: bool = False
+    # What a batch's handlers will need, loaded in one statement (see shared_domain.batching).
+    preload: Preload | None = None
     # Extra loops the service runs beside its consumer until it stops.
     background: tuple[Callable[[Runtime[S], asyncio.Event], Coroutine[Any, Any, None]], ...] = ()
 
@@ -124,6 +126,7 @@ class Runtime(Generic[S]):
                 lambda: UnitOfWork(self.pool, None, s.outbox_grace_period, begin_later=True),
                 self.relay.publish_committed,
                 max_size=s.consumer_batch_size,
+                preload=self.definition.preload,
             )
             self._batcher.start()
         consumer = Consumer(

@@ -14,6 +14,8 @@ from order_service.app import SERVICE as ORDER
 from order_service.settings import Settings as OrderSettings
 from payment_service.app import SERVICE as PAYMENT
 from payment_service.settings import Settings as PaymentSettings
+from saga_orchestrator.app import SERVICE as ORCHESTRATOR
+from saga_orchestrator.settings import Settings as OrchestratorSettings
 from shared_domain import migrations
 from shared_domain.db import create_engine
 from shared_domain.runtime import Runtime, ServiceDefinition, ensure_database, seed
@@ -108,5 +110,14 @@ async def payment_rt(vhost: str, db_prefix: str) -> AsyncIterator[Runtime[Paymen
 @pytest.fixture
 async def order_rt(vhost: str, db_prefix: str) -> AsyncIterator[Runtime[OrderSettings]]:
     rt = await open_runtime(ORDER, OrderSettings, vhost, db_prefix)
+    yield rt
+    await rt.stop()
+
+
+@pytest.fixture
+async def orchestrator_rt(
+    vhost: str, db_prefix: str
+) -> AsyncIterator[Runtime[OrchestratorSettings]]:
+    rt = await open_runtime(ORCHESTRATOR, OrchestratorSettings, vhost, db_prefix)
     yield rt
     await rt.stop()

@@ -217,3 +217,39 @@ async def test_a_batched_handler_may_open_only_one_unit_of_work(payment_rt, batc
     with pytest.raises(RuntimeError, match="one unit of work"):
         await batcher.run(twice, envelope, None)
     assert await inbox_ids(payment_rt) == set()
+
+
+async def test_a_batch_preloads_what_its_handlers_need_in_one_go(payment_rt, channel) -> None:
+    rt = payment_rt
+    preloads: list[list[uuid.UUID]] = []
+
+    async def preload(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+        preloads.append([e.message_id for e in envelopes])
+        for e in envelopes:
+            uow.loaded[("row", e.message_id)] = await uow.conn.fetchval("SELECT txid_current()")
+
+    found: dict[uuid.UUID, object] = {}
+
+    async def handler(envelope: Envelope, _payload: object) -> None:
+        async with rt.uow(envelope) as uow:
+            found[envelope.message_id] = uow.loaded.pop(("row", envelope.message_id), None)
+            await uow.commit()
+
+    b = Batcher(
+        lambda: UnitOfWork(rt.pool, None, 0.3, begin_later=True),
+        rt.relay.publish_committed,
+        max_size=16,
+        preload=preload,
+    )
+    b.start()
+    try:
+        envelopes = [message() for _ in range(4)]
+        assert await asyncio.gather(*(b.run(handler, e, None) for e in envelopes)) == [None] * 4
+        lone = message()
+        await b.run(handler, lone, None)
+    finally:
+        await b.stop()
+
+    assert preloads == [[e.message_id for e in envelopes]]  # once, not for the lone one
+    assert len({found[e.message_id] for e in envelopes}) == 1  # same transaction's rows
+    assert found[lone.message_id] is None
