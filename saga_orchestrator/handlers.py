@@ -114,7 +114,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 )
                 await uow.commit()
                 return
-            await repository.save(uow.conn, saga)
+            repository.save_at_commit(uow, saga)
             emit(uow, saga, outgoing, envelope)
             await uow.commit()
         log.info("order %s: %s -> %s", saga.order_id, reply, describe(saga, outgoing))

@@ -4,6 +4,7 @@ orchestrator replicas can never advance one saga twice."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -57,6 +58,23 @@ _SAVE = (
     ") UPDATE sagas SET version = $3, status = $4, current_step = $5, failure_reason = $6,"
     " steps = $7, updated_at = $8, deadline_at = $9 WHERE id = $1 AND version = $2"
 )
+# The sagas a unit of work advanced, written as it commits: one statement for all of a
+# batch's (arrays, unnested), the version checked per saga.
+_SAVE_ALL = (
+    "WITH history AS ("
+    " INSERT INTO saga_history (saga_id, step, status, message_type, detail, at)"
+    " SELECT * FROM unnest($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[],"
+    " $14::timestamptz[])"
+    "), saved AS ("
+    " UPDATE sagas AS s SET version = v.version + 1, status = v.status,"
+    " current_step = v.current_step, failure_reason = v.failure_reason, steps = v.steps,"
+    " updated_at = v.updated_at, deadline_at = v.deadline_at"
+    " FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::jsonb[],"
+    " $7::timestamptz[], $8::timestamptz[])"
+    " AS v(id, version, status, current_step, failure_reason, steps, updated_at, deadline_at)"
+    " WHERE s.id = v.id AND s.version = v.version RETURNING s.id"
+    ") SELECT count(*) FROM saved"
+)
 _LOCK = "SELECT * FROM sagas WHERE id = $1 FOR UPDATE"
 # In id order: batches of two replicas that lock overlapping sagas cannot deadlock.
 _LOCK_ALL = "SELECT * FROM sagas WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
@@ -105,17 +123,65 @@ async def get_for_update(conn: Connection, saga_id: UUID) -> Saga | None:
     return None if row is None else _saga(row)
 
 
+def _key(saga_id: UUID) -> tuple[str, UUID]:
+    return ("saga", saga_id)
+
+
 async def lock_all(uow: UnitOfWork, saga_ids: list[UUID]) -> None:
     """Lock and load several sagas in one statement, for `locked` to hand out."""
     for row in await uow.conn.fetch(_LOCK_ALL, saga_ids):
-        uow.loaded[("saga", row["id"])] = _saga(row)
+        uow.loaded.setdefault(_key(row["id"]), _saga(row))
 
 
 async def locked(uow: UnitOfWork, saga_id: UUID) -> Saga | None:
-    """The saga, locked: as `lock_all` loaded it (once; a second message for it in the
-    same batch reads what the first one saved), else loaded now."""
-    saga = uow.loaded.pop(("saga", saga_id), None)
-    return saga if saga is not None else await get_for_update(uow.conn, saga_id)
+    """The saga, locked, loaded once per unit of work: every message of a batch that
+    advances it gets the same object, with what the earlier ones did to it."""
+    saga: Saga | None = uow.loaded.get(_key(saga_id))
+    if saga is None:
+        saga = await get_for_update(uow.conn, saga_id)
+        if saga is not None:
+            uow.loaded[_key(saga_id)] = saga
+    return saga
+
+
+@dataclass
+class _Advanced:
+    """The sagas a unit of work advanced, and their transitions, until it commits."""
+
+    sagas: dict[UUID, Saga] = field(default_factory=dict)
+    history: list[tuple[UUID, str, str, str, str | None, datetime | None]] = field(
+        default_factory=list
+    )
+
+    async def write(self, conn: Connection) -> None:
+        sagas = list(self.sagas.values())
+        states = [_state(s) for s in sagas]
+        saved = await conn.fetchval(
+            _SAVE_ALL,
+            [s.id for s in sagas],
+            [s.version for s in sagas],
+            *([state[i] for state in states] for i in range(6)),
+            *([row[i] for row in self.history] for i in range(6)),
+        )
+        if saved != len(sagas):
+            raise ConcurrentUpdate(f"{len(sagas) - saved} saga(s) changed concurrently")
+        for saga in sagas:
+            saga.version += 1
+
+
+def save_at_commit(uow: UnitOfWork, saga: Saga) -> None:
+    """Write the saga (locked by `locked`) and its new transitions when the unit of work
+    commits, if nobody changed it since it was loaded; the sagas of a whole batch go in
+    one statement."""
+    advanced: _Advanced | None = uow.loaded.get(_Advanced)
+    if advanced is None:
+        advanced = uow.loaded[_Advanced] = _Advanced()
+        uow.before_commit(_Advanced, advanced.write)
+    advanced.sagas[saga.id] = saga
+    history, saga.history = saga.history, []
+    advanced.history.extend(
+        (saga.id, t.step, t.status, t.message_type, t.detail, saga.updated_at) for t in history
+    )
 
 
 async def due_for_update(conn: Connection, now: datetime, limit: int) -> list[Saga]:

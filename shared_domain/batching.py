@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -96,6 +96,9 @@ class JoinedUnitOfWork(UnitOfWork):
 
     def emit(self, envelope: Envelope, *, delay: float = 0.0) -> None:
         self._shared.uow.emit(envelope, delay=delay)
+
+    def before_commit(self, key: Hashable, write: Callable[[Connection], Awaitable[None]]) -> None:
+        self._shared.uow.before_commit(key, write)
 
     async def __aexit__(
         self,

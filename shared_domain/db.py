@@ -9,7 +9,7 @@ health checks and seeding, on a small engine of its own.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from types import TracebackType
 from typing import Any, Self, TypeAlias
 
@@ -112,6 +112,7 @@ class UnitOfWork:
         # Rows a batch loaded (and locked) for its handlers at once, by key; a handler
         # takes its own out (see shared_domain.batching).
         self.loaded: dict[Hashable, Any] = {}
+        self._before_commit: dict[Hashable, Callable[[Connection], Awaitable[None]]] = {}
         self.claimed = True
         self.committed = False
 
@@ -179,6 +180,11 @@ class UnitOfWork:
     def emit(self, envelope: Envelope, *, delay: float = 0.0) -> None:
         self._staged.append(stage(envelope, utcnow(), self._grace, delay))
 
+    def before_commit(self, key: Hashable, write: Callable[[Connection], Awaitable[None]]) -> None:
+        """Run `write` just before the commit (once per key): writes gathered from several
+        handlers of a batch go to the database in one statement."""
+        self._before_commit.setdefault(key, write)
+
     @property
     def staged(self) -> list[StagedMessage]:
         return self._staged
@@ -186,6 +192,9 @@ class UnitOfWork:
     async def commit(self) -> None:
         if not self._begun:
             await self.begin()
+        writes, self._before_commit = list(self._before_commit.values()), {}
+        for write in writes:
+            await write(self.conn)
         # The outbox rows and COMMIT go in one round trip. PostgreSQL answers COMMIT on
         # a transaction a failed statement aborted with a rollback, not an error (and
         # refuses the insert into one): a handler that swallowed a database error must

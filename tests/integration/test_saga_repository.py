@@ -1,5 +1,6 @@
 """The orchestrator's saga rows against the real PostgreSQL: a batch locks its sagas in
-one statement and hands each out once; what a handler saves is what the next reads."""
+one statement, each is loaded once per unit of work, and what the handlers did to them
+is written as the unit of work commits, checked against the version it was loaded at."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import asyncpg
 import pytest
 
 from saga_orchestrator import repository
-from saga_orchestrator.domain import Saga
-from shared_domain.contracts import utcnow
+from saga_orchestrator.domain import Saga, SagaStatus
+from shared_domain.contracts import MessageType, utcnow
 
 pytestmark = pytest.mark.integration
 
@@ -29,24 +30,79 @@ async def new_saga(rt) -> Saga:
     return saga
 
 
-async def test_locked_sagas_are_handed_out_once_and_then_read_fresh(orchestrator_rt) -> None:
+async def stored(rt, saga_id: uuid.UUID) -> tuple[int, str, int]:
+    async with rt.uow() as uow:
+        row = await uow.conn.fetchrow("SELECT version, status FROM sagas WHERE id = $1", saga_id)
+        history = await uow.conn.fetchval(
+            "SELECT count(*) FROM saga_history WHERE saga_id = $1", saga_id
+        )
+    return row["version"], row["status"], history
+
+
+async def test_a_batch_locks_its_sagas_and_each_is_loaded_once(orchestrator_rt) -> None:
     rt = orchestrator_rt
     first, second = await new_saga(rt), await new_saga(rt)
     async with rt.uow() as uow:
         await repository.lock_all(uow, sorted([first.id, second.id, uuid.uuid4()]))
-        assert set(uow.loaded) == {("saga", first.id), ("saga", second.id)}
         async with rt.pool.acquire() as other:  # the rows are this transaction's
             for saga_id in (first.id, second.id):
                 with pytest.raises(asyncpg.LockNotAvailableError):
                     await other.execute(
                         "SELECT 1 FROM sagas WHERE id = $1 FOR UPDATE NOWAIT", saga_id
                     )
-
         saga = await repository.locked(uow, first.id)
         assert saga is not None and saga.version == 1
-        await repository.save(uow.conn, saga)
-        again = await repository.locked(uow, first.id)  # not the preloaded one: read now
-        assert again is not None and again.version == 2 and again is not saga
-
+        assert await repository.locked(uow, first.id) is saga
         assert await repository.locked(uow, uuid.uuid4()) is None
+
+
+async def test_advanced_sagas_are_written_as_the_unit_of_work_commits(orchestrator_rt) -> None:
+    rt = orchestrator_rt
+    policy = rt.settings.saga_policy()
+    first, second = await new_saga(rt), await new_saga(rt)
+    before = [await stored(rt, s.id) for s in (first, second)]
+    advanced = []
+    async with rt.uow() as uow:
+        for saga_id in (first.id, second.id):
+            saga = await repository.locked(uow, saga_id)
+            assert saga is not None
+            advanced.append(saga)
+            assert saga.handle(
+                MessageType.PAYMENT_FAILED, {"reason": "card_declined"}, utcnow(), policy
+            )
+            repository.save_at_commit(uow, saga)
+        # a second message for the first saga, in the same unit of work, sees the first's
+        again = await repository.locked(uow, first.id)
+        assert again is not None and again.status is SagaStatus.CANCELLED
+        assert await stored(rt, first.id) == before[0], "nothing is written before the commit"
         await uow.commit()
+    for saga, (version, _, history) in zip(advanced, before, strict=True):
+        assert saga.version == version + 1
+        new_version, status, new_history = await stored(rt, saga.id)
+        assert (new_version, status) == (version + 1, SagaStatus.CANCELLED.value)
+        assert new_history > history
+
+
+async def test_a_saga_changed_since_it_was_loaded_fails_the_commit_and_keeps_nothing(
+    orchestrator_rt,
+) -> None:
+    rt = orchestrator_rt
+    saga = await new_saga(rt)
+    async with rt.uow() as uow:
+        stale = await repository.get_for_update(uow.conn, saga.id)
+        await uow.commit()
+    async with rt.uow() as uow:  # someone else advances it first
+        current = await repository.get_for_update(uow.conn, saga.id)
+        assert current is not None
+        await repository.save(uow.conn, current)
+        await uow.commit()
+    before = await stored(rt, saga.id)
+    assert stale is not None
+    stale.handle(
+        MessageType.PAYMENT_FAILED, {"reason": "card_declined"}, utcnow(), rt.settings.saga_policy()
+    )
+    with pytest.raises(repository.ConcurrentUpdate):
+        async with rt.uow() as uow:
+            repository.save_at_commit(uow, stale)
+            await uow.commit()
+    assert await stored(rt, saga.id) == before
