@@ -312,9 +312,15 @@ class Saga:
             return [self._undo(step, now, policy, delay)]
         return self._give_up_compensation(step, reply.value, reason, now, policy)
 
-    def on_timeout(self, now: datetime, policy: SagaPolicy) -> list[Outgoing]:
+    def on_timeout(
+        self, now: datetime, policy: SagaPolicy, queued: Mapping[Step, int] | None = None
+    ) -> list[Outgoing]:
         """The deadline of the command in flight has passed: re-send it (same id), or,
-        once its attempts are used up, stop waiting and move on."""
+        once its attempts are used up, stop waiting and move on. While messages are
+        `queued` on the step's way (the command's queue, and the replies' queue), the
+        command or its reply is most likely among them, late rather than lost: the
+        attempt passes without a copy, so an overloaded system is not handed copies of
+        work it already has (the step still gives up after the same time)."""
         step = next(
             (
                 name
@@ -331,6 +337,16 @@ class Saga:
         undoing = state.status is StepStatus.COMPENSATING
         command = COMPENSATION[step] if undoing else COMMAND[step]
         if state.sends < policy.max_sends(step):
+            waiting = (queued or {}).get(step, 0)
+            if waiting > 0:
+                self._next_attempt(
+                    step,
+                    now,
+                    policy,
+                    "overdue",
+                    f"{waiting} message(s) queued on its way, no copy sent",
+                )
+                return []
             return [self._resend(step, now, policy, "no reply in time")]
         reason = f"no reply to {command.value} after {state.sends} attempt(s)"
         if undoing:
@@ -403,23 +419,33 @@ class Saga:
         self, step: Step, now: datetime, policy: SagaPolicy, why: str, restart: bool = False
     ) -> Outgoing:
         state = self.steps[step]
-        undoing = state.status is StepStatus.COMPENSATING
-        command = COMPENSATION[step] if undoing else COMMAND[step]
-        state.sends = 1 if restart else state.sends + 1
-        state.deadline = now + timedelta(seconds=policy.wait(step, state.sends))
-        self.updated_at = now
-        self._log(
-            step,
-            "resent",
-            command.value,
-            f"{why}; attempt {state.sends} of {policy.max_sends(step)}",
-        )
+        command = self._next_attempt(step, now, policy, "resent", why, restart)
         return Outgoing(
             command,
             self._payload_for(step, command),
             message_id=state.command_id,
             attempt=state.sends,
         )
+
+    def _next_attempt(
+        self,
+        step: Step,
+        now: datetime,
+        policy: SagaPolicy,
+        status: str,
+        why: str,
+        restart: bool = False,
+    ) -> T:
+        """Count one more attempt of the step's command in flight and wait for it anew."""
+        state = self.steps[step]
+        command = COMPENSATION[step] if state.status is StepStatus.COMPENSATING else COMMAND[step]
+        state.sends = 1 if restart else state.sends + 1
+        state.deadline = now + timedelta(seconds=policy.wait(step, state.sends))
+        self.updated_at = now
+        self._log(
+            step, status, command.value, f"{why}; attempt {state.sends} of {policy.max_sends(step)}"
+        )
+        return command
 
     def _begin(self, step: Step, now: datetime, policy: SagaPolicy) -> Outgoing:
         state = self.steps[step]

@@ -9,14 +9,42 @@ import contextlib
 import logging
 
 from saga_orchestrator import repository
-from saga_orchestrator.domain import SagaPolicy
+from saga_orchestrator.domain import SagaPolicy, Step
 from saga_orchestrator.handlers import describe, emit
 from saga_orchestrator.settings import Settings
 from shared_domain.contracts import utcnow
+from shared_domain.messaging.topology import (
+    INVENTORY_COMMANDS,
+    NOTIFICATION_COMMANDS,
+    ORCHESTRATOR_EVENTS,
+    PAYMENT_COMMANDS,
+    SHIPPING_COMMANDS,
+)
 from shared_domain.runtime import Runtime
 
 log = logging.getLogger(__name__)
 BATCH = 100
+
+
+# Where a step's command and its reply wait: the step's command queue, then ours.
+_ON_THE_WAY = {
+    Step.PAYMENT: PAYMENT_COMMANDS.name,
+    Step.INVENTORY: INVENTORY_COMMANDS.name,
+    Step.SHIPPING: SHIPPING_COMMANDS.name,
+    Step.NOTIFICATION: NOTIFICATION_COMMANDS.name,
+}
+
+
+async def queued_on_the_way(rt: Runtime[Settings]) -> dict[Step, int]:
+    """Messages waiting on each step's way; empty if the broker cannot say (then a
+    timeout re-sends as usual)."""
+    try:
+        depths = await rt.broker.queue_depths([*_ON_THE_WAY.values(), ORCHESTRATOR_EVENTS.name])
+    except Exception as exc:
+        log.warning("could not read queue depths (timeouts re-send as usual): %s", exc)
+        return {}
+    ours = depths[ORCHESTRATOR_EVENTS.name]
+    return {step: depths[queue] + ours for step, queue in _ON_THE_WAY.items()}
 
 
 async def fire_due(rt: Runtime[Settings], policy: SagaPolicy, limit: int = BATCH) -> int:
@@ -24,20 +52,27 @@ async def fire_due(rt: Runtime[Settings], policy: SagaPolicy, limit: int = BATCH
     async with rt.uow() as uow:
         now = utcnow()
         due = await repository.due_for_update(uow.conn, now, limit)
+        queued = await queued_on_the_way(rt) if due else {}
         changed = []
         for saga in due:
             step = saga.current_step
-            outgoing = saga.on_timeout(now, policy)
+            outgoing = saga.on_timeout(now, policy, queued)
             await repository.save(uow.conn, saga)
             emit(uow, saga, outgoing, None)
             changed.append((saga, step, outgoing))
         await uow.commit()
     for saga, step, outgoing in changed:
+        name = step.value if step else "no"
+        if not outgoing and not saga.is_terminal and step is not None:
+            log.info(
+                "order %s: %s step overdue, %d message(s) queued on its way: no copy sent",
+                saga.order_id,
+                name,
+                queued.get(step, 0),
+            )
+            continue
         log.warning(
-            "order %s: %s step timed out -> %s",
-            saga.order_id,
-            step.value if step else "no",
-            describe(saga, outgoing),
+            "order %s: %s step timed out -> %s", saga.order_id, name, describe(saga, outgoing)
         )
     return len(due)
 

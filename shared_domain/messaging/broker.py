@@ -79,6 +79,19 @@ class Broker:
             raise RuntimeError("broker is not connected")
         return await self._connection.channel(publisher_confirms=True)
 
+    async def queue_depths(self, names: list[str]) -> dict[str, int]:
+        """Messages ready in each queue (not those delivered and unacknowledged), on a
+        channel of its own: a passive declare of a missing queue closes its channel."""
+        channel = await self.open_channel()
+        try:
+            depths = {}
+            for name in names:
+                queue = await channel.declare_queue(name, passive=True)
+                depths[name] = queue.declaration_result.message_count or 0
+            return depths
+        finally:
+            await channel.close()
+
     @property
     def consume_channel(self) -> AbstractChannel:
         if self._consume_channel is None:

@@ -164,8 +164,9 @@ async def test_admin_is_disabled_without_a_configured_key(api: Api) -> None:
 async def test_unanswered_payment_is_resent_given_up_and_finished_by_an_operator(
     api: Api,
 ) -> None:
-    """Payment is down: the command is re-sent (same id), then the saga gives up and
-    tries to refund, which also goes unanswered, so the saga fails. Payment comes back
+    """Payment is down: its command waits in its queue, so each attempt passes without
+    sending a copy; then the saga gives up and tries to refund, which also goes
+    unanswered, so the saga fails. Payment comes back
     and works through its queue; an operator retries the saga, and it ends cancelled
     with nothing charged."""
     await api.failure_rates()
@@ -181,7 +182,7 @@ async def test_unanswered_payment_is_resent_given_up_and_finished_by_an_operator
         saga = await wait_saga(api, order["saga_id"], "failed")
         assert (await api.wait_terminal(order["id"]))["status"] == "failed"
         history = [(h["step"], h["status"]) for h in saga["history"]]
-        assert ("payment", "resent") in history
+        assert ("payment", "overdue") in history  # the command was still queued
         assert ("payment", "abandoned") in history
         assert ("payment", "compensation_failed") in history
         assert "payment timed out" in saga["failure_reason"]

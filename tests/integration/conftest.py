@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aio_pika
@@ -14,9 +16,12 @@ from order_service.app import SERVICE as ORDER
 from order_service.settings import Settings as OrderSettings
 from payment_service.app import SERVICE as PAYMENT
 from payment_service.settings import Settings as PaymentSettings
+from saga_orchestrator import repository as saga_repository
 from saga_orchestrator.app import SERVICE as ORCHESTRATOR
+from saga_orchestrator.domain import Saga
 from saga_orchestrator.settings import Settings as OrchestratorSettings
 from shared_domain import migrations
+from shared_domain.contracts import utcnow
 from shared_domain.db import create_engine
 from shared_domain.runtime import Runtime, ServiceDefinition, ensure_database, seed
 from shared_domain.settings import ServiceSettings
@@ -121,3 +126,18 @@ async def orchestrator_rt(
     rt = await open_runtime(ORCHESTRATOR, OrchestratorSettings, vhost, db_prefix)
     yield rt
     await rt.stop()
+
+
+async def add_saga(rt: Runtime[OrchestratorSettings], started_at: datetime | None = None) -> Saga:
+    """A saga started (at `started_at`, now by default) and stored, as order.created would."""
+    saga = Saga(
+        id=uuid.uuid4(),
+        order_id=uuid.uuid4(),
+        order={"customer_id": str(uuid.uuid4()), "items": [], "total_amount": "1.00"},
+        correlation_id="t",
+    )
+    saga.start(started_at or utcnow(), rt.settings.saga_policy())
+    async with rt.uow() as uow:
+        assert await saga_repository.add(uow.conn, saga)
+        await uow.commit()
+    return saga

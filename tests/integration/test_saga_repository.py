@@ -10,24 +10,11 @@ import asyncpg
 import pytest
 
 from saga_orchestrator import repository
-from saga_orchestrator.domain import Saga, SagaStatus
+from saga_orchestrator.domain import SagaStatus
 from shared_domain.contracts import MessageType, utcnow
+from tests.integration.conftest import add_saga
 
 pytestmark = pytest.mark.integration
-
-
-async def new_saga(rt) -> Saga:
-    saga = Saga(
-        id=uuid.uuid4(),
-        order_id=uuid.uuid4(),
-        order={"customer_id": str(uuid.uuid4()), "items": [], "total_amount": "1.00"},
-        correlation_id="t",
-    )
-    saga.start(utcnow(), rt.settings.saga_policy())
-    async with rt.uow() as uow:
-        assert await repository.add(uow.conn, saga)
-        await uow.commit()
-    return saga
 
 
 async def stored(rt, saga_id: uuid.UUID) -> tuple[int, str, int]:
@@ -41,7 +28,7 @@ async def stored(rt, saga_id: uuid.UUID) -> tuple[int, str, int]:
 
 async def test_a_batch_locks_its_sagas_and_each_is_loaded_once(orchestrator_rt) -> None:
     rt = orchestrator_rt
-    first, second = await new_saga(rt), await new_saga(rt)
+    first, second = await add_saga(rt), await add_saga(rt)
     async with rt.uow() as uow:
         await repository.lock_all(uow, sorted([first.id, second.id, uuid.uuid4()]))
         async with rt.pool.acquire() as other:  # the rows are this transaction's
@@ -59,7 +46,7 @@ async def test_a_batch_locks_its_sagas_and_each_is_loaded_once(orchestrator_rt) 
 async def test_advanced_sagas_are_written_as_the_unit_of_work_commits(orchestrator_rt) -> None:
     rt = orchestrator_rt
     policy = rt.settings.saga_policy()
-    first, second = await new_saga(rt), await new_saga(rt)
+    first, second = await add_saga(rt), await add_saga(rt)
     before = [await stored(rt, s.id) for s in (first, second)]
     advanced = []
     async with rt.uow() as uow:
@@ -87,7 +74,7 @@ async def test_a_saga_changed_since_it_was_loaded_fails_the_commit_and_keeps_not
     orchestrator_rt,
 ) -> None:
     rt = orchestrator_rt
-    saga = await new_saga(rt)
+    saga = await add_saga(rt)
     async with rt.uow() as uow:
         stale = await repository.get_for_update(uow.conn, saga.id)
         await uow.commit()

@@ -102,6 +102,24 @@ def test_a_timed_out_command_is_resent_with_the_same_id_and_a_longer_wait() -> N
     assert saga.history[-1].status == "resent"
 
 
+def test_while_messages_are_queued_on_its_way_an_attempt_passes_without_a_copy() -> None:
+    saga = started()
+    queued = {Step.PAYMENT: 40, Step.INVENTORY: 0}
+
+    assert saga.on_timeout(later(TIMEOUT), POLICY, queued) == []
+    assert saga.steps[Step.PAYMENT].sends == 2
+    assert saga.steps[Step.PAYMENT].deadline == later(TIMEOUT + 2 * TIMEOUT)
+    assert saga.history[-1].status == "overdue"
+    assert "40 message(s) queued" in (saga.history[-1].detail or "")
+    # the queue has drained: the last attempt sends the copy
+    out = saga.on_timeout(later(3 * TIMEOUT), POLICY, {Step.PAYMENT: 0})
+    assert types(out) == [T.PAYMENT_PROCESS] and out[0].attempt == 3
+    # and the step gives up after the same time as without the queue
+    out = saga.on_timeout(later(3 * TIMEOUT + 25.0), POLICY, queued)
+    assert types(out) == [T.PAYMENT_REFUND]  # given up: undo a charge that went through late
+    assert saga.status is SagaStatus.COMPENSATING
+
+
 def test_resend_waits_are_jittered_but_never_shorter_than_three_quarters() -> None:
     low = SagaPolicy(timeouts={s: StepTimeout(8.0) for s in FORWARD}, rand=lambda: 1.0)
     high = SagaPolicy(timeouts={s: StepTimeout(8.0) for s in FORWARD}, rand=lambda: 0.0)
