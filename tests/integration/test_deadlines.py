@@ -13,7 +13,7 @@ from saga_orchestrator import repository
 from saga_orchestrator.domain import Step
 from saga_orchestrator.timeouts import fire_due
 from shared_domain.contracts import utcnow
-from shared_domain.messaging.topology import PAYMENT_COMMANDS
+from shared_domain.messaging.topology import ORCHESTRATOR_EVENTS, PAYMENT_COMMANDS
 from tests.integration.conftest import add_saga
 
 pytestmark = pytest.mark.integration
@@ -36,6 +36,9 @@ async def test_an_overdue_command_still_queued_gets_no_copy(orchestrator_rt, cha
     policy = rt.settings.saga_policy()
     queue = await channel.declare_queue(PAYMENT_COMMANDS.name, passive=True)
     await queue.purge()
+    # other tests of this run publish replies nobody consumes here
+    replies = await channel.declare_queue(ORCHESTRATOR_EVENTS.name, passive=True)
+    await replies.purge()
     await channel.default_exchange.publish(
         aio_pika.Message(b"{}", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
         routing_key=PAYMENT_COMMANDS.name,
@@ -48,6 +51,7 @@ async def test_an_overdue_command_still_queued_gets_no_copy(orchestrator_rt, cha
     assert (await queue.declare()).message_count == 1, "no copy was published"
 
     await queue.purge()
+    await replies.purge()
     async with rt.uow() as uow:  # due again
         again = await repository.get_for_update(uow.conn, saga.id)
         assert again is not None
