@@ -109,8 +109,8 @@ class UnitOfWork:
         self._conn: Connection | None = None
         self._begun = False
         self._staged: list[StagedMessage] = []
-        # Rows a batch loaded (and locked) for its handlers at once, by key; a handler
-        # takes its own out (see shared_domain.batching).
+        # What this transaction loaded, by key (an identity map): rows a batch locked for
+        # its handlers at once, and what repositories keep to write as it commits.
         self.loaded: dict[Hashable, Any] = {}
         self._before_commit: dict[Hashable, Callable[[Connection], Awaitable[None]]] = {}
         self.claimed = True
@@ -142,8 +142,8 @@ class UnitOfWork:
 
     async def begin_claiming(self, messages: list[Envelope]) -> bool:
         """Begin the transaction and claim all of `messages` in the same round trip: True
-        if every one of them is new. If not, the caller must not commit: the
-        transaction holds the claims of the new ones only."""
+        if every one of them is new. If not, the transaction holds the claims of the new
+        ones only, so a batch must not commit it as it is."""
         if self._begun:
             raise RuntimeError("the transaction has begun already")
         self._begun = True  # from here on, whatever happens, a rollback is due

@@ -46,7 +46,7 @@ async def claim(conn: Connection, message_id: UUID, message_type: str) -> bool:
 
 async def begin_and_claim(conn: Connection, messages: list[tuple[UUID, str]]) -> bool:
     """Open a transaction on `conn` and claim the messages (id, type) in it: True if
-    every one of them is new (as `claim`); if not, the caller rolls back."""
+    every one of them is new (as `claim`)."""
     values = []
     for message_id, message_type in messages:
         if not isinstance(message_id, UUID) or not _TYPE_NAME.fullmatch(message_type):
