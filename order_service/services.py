@@ -88,7 +88,7 @@ async def apply_status_event(rt: Runtime[Settings], envelope: Envelope) -> None:
     reason = envelope.payload.get("reason")
     async with rt.uow(envelope) as uow:
         if not uow.claimed:
-            await uow.commit()  # a duplicate: nothing to keep; a batch it shares stays intact
+            await uow.commit()  # a repeat: nothing to keep
             return
         order = await repository.get_for_update(uow.conn, envelope.order_id)
         if order is None:

@@ -71,7 +71,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                     envelope.message_id,
                     envelope.order_id,
                 )
-                await uow.commit()  # nothing to keep; a batch it shares stays intact
+                await uow.commit()  # a repeat: nothing to keep
                 return
             outgoing = saga.start(utcnow(), policy)
             if not await repository.add(uow.conn, saga):
@@ -96,7 +96,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                     envelope.message_id,
                     envelope.order_id,
                 )
-                await uow.commit()  # nothing to keep; a batch it shares stays intact
+                await uow.commit()  # a repeat: nothing to keep
                 return
             saga = await repository.locked(uow, envelope.saga_id)
             if saga is None:
