@@ -49,15 +49,6 @@ _ADD = (
     " AS t(step, status, message_type, detail)"
     ") SELECT count(*) FROM saga"
 )
-_SAVE = (
-    "WITH history AS ("
-    " INSERT INTO saga_history (saga_id, step, status, message_type, detail, at)"
-    " SELECT $1, t.step, t.status, t.message_type, t.detail, $8"
-    " FROM unnest($10::text[], $11::text[], $12::text[], $13::text[])"
-    " AS t(step, status, message_type, detail)"
-    ") UPDATE sagas SET version = $3, status = $4, current_step = $5, failure_reason = $6,"
-    " steps = $7, updated_at = $8, deadline_at = $9 WHERE id = $1 AND version = $2"
-)
 # The sagas a unit of work advanced, written as it commits: one statement for all of a
 # batch's (arrays, unnested), the version checked per saga.
 _SAVE_ALL = (
@@ -170,7 +161,7 @@ class _Advanced:
 
 
 def save_at_commit(uow: UnitOfWork, saga: Saga) -> None:
-    """Write the saga (locked by `locked`) and its new transitions when the unit of work
+    """Write the saga (loaded locked) and its new transitions when the unit of work
     commits, if nobody changed it since it was loaded; the sagas of a whole batch go in
     one statement."""
     advanced: _Advanced | None = uow.loaded.get(_Advanced)
@@ -203,17 +194,6 @@ def _saga(row: Mapping[Any, Any]) -> Saga:
         version=row["version"],
         correlation_id=row["correlation_id"],
     )
-
-
-async def save(conn: Connection, saga: Saga) -> None:
-    """Write the saga and its new transitions, if nobody changed it since it was loaded.
-    (On a conflict the caller's transaction is rolled back, history rows included.)"""
-    status = await conn.execute(
-        _SAVE, saga.id, saga.version, saga.version + 1, *_state(saga), *_take_history(saga)
-    )
-    if status != "UPDATE 1":
-        raise ConcurrentUpdate(f"saga {saga.id} changed concurrently (version {saga.version})")
-    saga.version += 1
 
 
 # ---------------------------------------------------------------- read side

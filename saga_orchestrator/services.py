@@ -85,7 +85,7 @@ async def _operate(
             )
             await uow.commit()
             raise
-        await repository.save(uow.conn, saga)
+        repository.save_at_commit(uow, saga)
         emit(uow, saga, outgoing, None)
         await repository.record_audit(
             uow.conn, **_entry(action, target, actor, "done", describe(saga, outgoing))

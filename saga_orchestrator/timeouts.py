@@ -57,7 +57,7 @@ async def fire_due(rt: Runtime[Settings], policy: SagaPolicy, limit: int = BATCH
         for saga in due:
             step = saga.current_step
             outgoing = saga.on_timeout(now, policy, queued)
-            await repository.save(uow.conn, saga)
+            repository.save_at_commit(uow, saga)
             emit(uow, saga, outgoing, None)
             changed.append((saga, step, outgoing))
         await uow.commit()

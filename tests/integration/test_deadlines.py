@@ -56,7 +56,7 @@ async def test_an_overdue_command_still_queued_gets_no_copy(orchestrator_rt, cha
         again = await repository.get_for_update(uow.conn, saga.id)
         assert again is not None
         again.steps[Step.PAYMENT].deadline = utcnow() - timedelta(seconds=1)
-        await repository.save(uow.conn, again)
+        repository.save_at_commit(uow, again)
         await uow.commit()
     assert await fire_due(rt, policy) == 1
     sends, statuses = await payment_sends(rt, saga.id)

@@ -81,7 +81,7 @@ async def test_a_saga_changed_since_it_was_loaded_fails_the_commit_and_keeps_not
     async with rt.uow() as uow:  # someone else advances it first
         current = await repository.get_for_update(uow.conn, saga.id)
         assert current is not None
-        await repository.save(uow.conn, current)
+        repository.save_at_commit(uow, current)
         await uow.commit()
     before = await stored(rt, saga.id)
     assert stale is not None
