@@ -26,6 +26,13 @@ from shared_domain.settings import ServiceSettings
 # The connection a unit of work hands to repositories (a pool proxy of one in practice).
 Connection: TypeAlias = asyncpg.Connection
 
+# Every execution is planned for the table as it is now. A service starts on empty
+# tables, and a plan cached then (with no statistics gathered yet, or ever, where
+# autovacuum is off) is a sequential scan that stays one as the table grows: the
+# orchestrator would read every saga it ever stored for each batch. Planning these
+# short statements costs less than that did after a minute of load.
+_SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
 
 def create_engine(settings: ServiceSettings) -> AsyncEngine:
     """The read side's engine (queries, health checks, seeding)."""
@@ -39,6 +46,7 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
         max_overflow=0,
         pool_pre_ping=True,
         pool_recycle=1800,
+        connect_args={"server_settings": _SERVER_SETTINGS},
     )
 
 
@@ -72,6 +80,7 @@ async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
         max_inactive_connection_lifetime=1800,
         init=_init_connection,
         reset=_keep_session,
+        server_settings=_SERVER_SETTINGS,
     )
     return pool
 

@@ -93,3 +93,55 @@ async def test_a_saga_changed_since_it_was_loaded_fails_the_commit_and_keeps_not
             repository.save_at_commit(uow, stale)
             await uow.commit()
     assert await stored(rt, saga.id) == before
+
+
+_GROW = (
+    "INSERT INTO sagas (id, order_id, order_data, correlation_id, version, created_at, status,"
+    " steps, updated_at, deadline_at)"
+    " SELECT gen_random_uuid(), gen_random_uuid(), '{}', 't', 1, now(), 'running', '{}', now(),"
+    " now() + interval '1 hour' FROM generate_series(1, $1)"
+)
+_SCANS = "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relname = 'sagas'"
+
+
+async def test_the_hot_statements_read_sagas_by_index_however_small_the_table_was(
+    orchestrator_rt,
+) -> None:
+    """A statement prepared while the table was small must not keep reading all of it
+    once it has grown. A plan cached for a table without statistics (no autovacuum to
+    gather them, or not yet) is a sequential scan; kept, every batch would read every
+    saga ever stored."""
+    rt = orchestrator_rt
+    saga = await add_saga(rt)
+    for _ in range(8):  # past the executions after which a prepared plan may be cached
+        async with rt.uow() as uow:
+            await repository.lock_all(uow, [saga.id, uuid.uuid4()])
+            loaded = await repository.locked(uow, saga.id)
+            assert loaded is not None
+            repository.save_at_commit(uow, loaded)
+            await repository.due_for_update(uow.conn, utcnow(), 10)
+            await uow.commit()
+    async with rt.uow() as uow:
+        await uow.conn.execute(_GROW, 20_000)
+        await uow.commit()
+    async with rt.pool.acquire() as conn:  # counted from zero: what is pending goes out
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+
+    scans: list[tuple[int, int]] = []
+
+    async def count_scans(conn) -> None:
+        row = await conn.fetchrow(_SCANS)
+        scans.append((row["seq_scan"], row["idx_scan"]))
+
+    async with rt.uow() as uow:  # the same, single pooled connection: its cached plans
+        await repository.lock_all(uow, [saga.id, uuid.uuid4()])
+        loaded = await repository.locked(uow, saga.id)
+        assert loaded is not None
+        repository.save_at_commit(uow, loaded)
+        assert await repository.due_for_update(uow.conn, utcnow(), 10) == []
+        uow.before_commit("count scans", count_scans)  # after the saga's write
+        await uow.commit()
+    assert rt.pool.get_size() == 1
+    ((seq_scans, index_scans),) = scans
+    assert seq_scans == 0, f"{seq_scans} sequential scan(s) of sagas"
+    assert index_scans >= 3
