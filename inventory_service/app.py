@@ -2,7 +2,7 @@
 
 from inventory_service import tables
 from inventory_service.api import router
-from inventory_service.handlers import build_handlers
+from inventory_service.handlers import build_handlers, preload
 from inventory_service.seed import seed_products
 from inventory_service.settings import Settings
 from shared_domain.messaging.topology import INVENTORY_COMMANDS
@@ -18,4 +18,5 @@ SERVICE = ServiceDefinition(
     router=router,
     batches=True,  # database-only handlers
     seed=seed_products,
+    preload=preload,
 )

@@ -20,6 +20,7 @@ from shared_domain.contracts import (
     ReserveInventory,
     utcnow,
 )
+from shared_domain.db import UnitOfWork
 from shared_domain.messaging.consumer import Handler
 from shared_domain.runtime import Runtime
 
@@ -48,6 +49,20 @@ def reserve_reply(cause: Envelope, reservation: Reservation) -> Envelope:
     return cause.follow(
         MessageType.INVENTORY_RESERVED, InventoryReserved(reservation_id=reservation.id), SOURCE
     )
+
+
+async def preload(uow: UnitOfWork, messages: list[tuple[Envelope, object]]) -> None:
+    """A batch locks every row its commands change before the first one is handled:
+    handled one after another, its commands would lock the products in the batch's
+    order, and two replicas' batches could deadlock."""
+    reserved = {
+        line.product_id
+        for _, command in messages
+        if isinstance(command, ReserveInventory)
+        for line in command.items
+    }
+    released = {e.order_id for e, command in messages if isinstance(command, ReleaseInventory)}
+    await repository.lock_for_batch(uow.conn, sorted(reserved), sorted(released))
 
 
 def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:

@@ -14,6 +14,18 @@ from shared_domain.db import Connection
 _RESERVATION_LOCK = "SELECT * FROM reservations WHERE order_id = $1 FOR UPDATE"
 # Row locks taken in id order, so concurrent reservations never deadlock.
 _PRODUCTS_LOCK = "SELECT * FROM products WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+# A batch's locks, taken before its first handler, in the order every handler takes its
+# own: the reservations it releases (by order id), then all the products its commands
+# change (by id). The sort below the product locks reads the whole join first, so the
+# reservations are locked before any product.
+_BATCH_LOCK = (
+    "WITH released AS MATERIALIZED (SELECT items FROM reservations"
+    " WHERE order_id = ANY($2::uuid[]) ORDER BY order_id FOR UPDATE),"
+    " wanted AS (SELECT unnest($1::uuid[]) AS id"
+    " UNION SELECT jsonb_object_keys(items)::uuid FROM released)"
+    " SELECT count(*) FROM (SELECT p.id FROM products p JOIN wanted w ON p.id = w.id"
+    " ORDER BY p.id FOR UPDATE OF p) AS locked"
+)
 # A reservation's write takes the stock it changed along in the same statement (one
 # round trip); the products are already locked, in id order, by `products_for_update`.
 _WITH_STOCK = (
@@ -50,6 +62,16 @@ def _product(row: Mapping[Any, Any]) -> Product:
 async def reservation_for_update(conn: Connection, order_id: UUID) -> Reservation | None:
     row = await conn.fetchrow(_RESERVATION_LOCK, order_id)
     return _reservation(row) if row else None
+
+
+async def lock_for_batch(
+    conn: Connection, reserved_products: list[UUID], released_orders: list[UUID]
+) -> int:
+    """Lock, in one statement, the products a batch's reservations take and the
+    reservations (and their products) its releases give back; the number of products
+    locked."""
+    locked: int = await conn.fetchval(_BATCH_LOCK, reserved_products, released_orders)
+    return locked
 
 
 async def products_for_update(conn: Connection, ids: list[UUID]) -> dict[UUID, Product]:

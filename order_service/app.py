@@ -2,7 +2,7 @@
 
 from order_service import tables
 from order_service.api import router
-from order_service.handlers import build_handlers
+from order_service.handlers import build_handlers, preload
 from order_service.settings import Settings
 from shared_domain.messaging.topology import ORDER_EVENTS
 from shared_domain.runtime import ServiceDefinition
@@ -16,4 +16,5 @@ SERVICE = ServiceDefinition(
     build_handlers=build_handlers,
     router=router,
     batches=True,  # database-only handlers
+    preload=preload,
 )

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_service.domain import Order, OrderLine, OrderStatus
 from order_service.tables import order_status_history, orders
-from shared_domain.db import Connection
+from shared_domain.db import Connection, UnitOfWork
+from shared_domain.locked_rows import LockedRows
 
 
 def _order(row: Mapping[Any, Any]) -> Order:
@@ -53,7 +54,6 @@ _SAVE = (
     "WITH saved AS (UPDATE orders SET status = $5, failure_reason = $6, updated_at = $7 "
     "WHERE id = $1) " + _CHANGES.format(order_id="$1::uuid", source="")
 )
-_LOCK = "SELECT * FROM orders WHERE id = $1 FOR UPDATE"
 _BY_KEY = "SELECT * FROM orders WHERE idempotency_key = $1"
 
 
@@ -102,9 +102,17 @@ async def save(conn: Connection, order: Order) -> None:
     )
 
 
-async def get_for_update(conn: Connection, order_id: UUID) -> Order | None:
-    row = await conn.fetchrow(_LOCK, order_id)
-    return _order(row) if row else None
+_ORDERS = LockedRows("orders", _order)
+
+
+async def lock_all(uow: UnitOfWork, order_ids: list[UUID]) -> None:
+    """Lock and load several orders in one statement, in id order, for `locked`."""
+    await _ORDERS.lock_all(uow, order_ids)
+
+
+async def locked(uow: UnitOfWork, order_id: UUID) -> Order | None:
+    """The order, locked, loaded once per unit of work."""
+    return await _ORDERS.get(uow, order_id)
 
 
 async def by_idempotency_key(conn: Connection, key: str) -> Order | None:

@@ -90,7 +90,7 @@ async def apply_status_event(rt: Runtime[Settings], envelope: Envelope) -> None:
         if not uow.claimed:
             await uow.commit()  # a repeat: nothing to keep
             return
-        order = await repository.get_for_update(uow.conn, envelope.order_id)
+        order = await repository.locked(uow, envelope.order_id)
         if order is None:
             log.warning("%s for unknown order %s ignored", envelope.type, envelope.order_id)
             await uow.commit()

@@ -47,9 +47,9 @@ def describe(saga: Saga, outgoing: list[Outgoing]) -> str:
 _REPLY_TYPES = frozenset(reply.value for reply in REPLIES)
 
 
-async def preload(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+async def preload(uow: UnitOfWork, messages: list[tuple[Envelope, object]]) -> None:
     """A batch locks the sagas its replies advance in one statement, in id order."""
-    saga_ids = sorted({e.saga_id for e in envelopes if e.type in _REPLY_TYPES})
+    saga_ids = sorted({e.saga_id for e, _ in messages if e.type in _REPLY_TYPES})
     if saga_ids:
         await repository.lock_all(uow, saga_ids)
 

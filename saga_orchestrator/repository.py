@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from saga_orchestrator.domain import Saga, SagaStatus, Step, StepState
 from saga_orchestrator.tables import admin_audit, saga_history, sagas
 from shared_domain.db import Connection, UnitOfWork
+from shared_domain.locked_rows import LockedRows
 
 
 class ConcurrentUpdate(Exception):
@@ -66,9 +67,6 @@ _SAVE_ALL = (
     " WHERE s.id = v.id AND s.version = v.version RETURNING s.id"
     ") SELECT count(*) FROM saved"
 )
-_LOCK = "SELECT * FROM sagas WHERE id = $1 FOR UPDATE"
-# In id order: batches of two replicas that lock overlapping sagas cannot deadlock.
-_LOCK_ALL = "SELECT * FROM sagas WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
 _DUE = (
     "SELECT * FROM sagas WHERE deadline_at <= $1 ORDER BY deadline_at LIMIT $2 "
     "FOR UPDATE SKIP LOCKED"
@@ -110,29 +108,19 @@ async def add(conn: Connection, saga: Saga) -> bool:
 
 
 async def get_for_update(conn: Connection, saga_id: UUID) -> Saga | None:
-    row = await conn.fetchrow(_LOCK, saga_id)
-    return None if row is None else _saga(row)
-
-
-def _key(saga_id: UUID) -> tuple[str, UUID]:
-    return ("saga", saga_id)
+    return await _SAGAS.lock_one(conn, saga_id)
 
 
 async def lock_all(uow: UnitOfWork, saga_ids: list[UUID]) -> None:
-    """Lock and load several sagas in one statement, for `locked` to hand out."""
-    for row in await uow.conn.fetch(_LOCK_ALL, saga_ids):
-        uow.loaded.setdefault(_key(row["id"]), _saga(row))
+    """Lock and load several sagas in one statement, in id order, for `locked` to hand
+    out."""
+    await _SAGAS.lock_all(uow, saga_ids)
 
 
 async def locked(uow: UnitOfWork, saga_id: UUID) -> Saga | None:
     """The saga, locked, loaded once per unit of work: every message of a batch that
     advances it gets the same object, with what the earlier ones did to it."""
-    saga: Saga | None = uow.loaded.get(_key(saga_id))
-    if saga is None:
-        saga = await get_for_update(uow.conn, saga_id)
-        if saga is not None:
-            uow.loaded[_key(saga_id)] = saga
-    return saga
+    return await _SAGAS.get(uow, saga_id)
 
 
 @dataclass
@@ -194,6 +182,9 @@ def _saga(row: Mapping[Any, Any]) -> Saga:
         version=row["version"],
         correlation_id=row["correlation_id"],
     )
+
+
+_SAGAS = LockedRows("sagas", _saga)
 
 
 # ---------------------------------------------------------------- read side

@@ -48,8 +48,9 @@ from shared_domain.outbox import StagedMessage
 log = logging.getLogger(__name__)
 
 # Loads (and locks) in one statement what a batch's handlers will need, into
-# `uow.loaded`, after the batch's claims and before its first handler.
-Preload = Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]
+# `uow.loaded`, after the batch's claims and before its first handler. It is given the
+# batch's messages, each with its payload as the handler gets it.
+Preload = Callable[[UnitOfWork, list[tuple[Envelope, Any]]], Awaitable[None]]
 
 # Background publishes of committed batches at once, before taking the next batch waits.
 PUBLISHING_AT_ONCE = 4
@@ -253,7 +254,7 @@ class Batcher:
                     raise _SeenBefore
                 shared.claimed = {job.envelope.message_id for job in jobs}
                 if self._preload is not None:
-                    await self._preload(uow, [job.envelope for job in jobs])
+                    await self._preload(uow, [(job.envelope, job.payload) for job in jobs])
             token = _current.set(shared)
             try:
                 for job in jobs:

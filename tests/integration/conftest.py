@@ -12,7 +12,10 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from inventory_service.app import SERVICE as INVENTORY
+from inventory_service.settings import Settings as InventorySettings
 from order_service.app import SERVICE as ORDER
+from order_service.schemas import PlaceOrder
 from order_service.settings import Settings as OrderSettings
 from payment_service.app import SERVICE as PAYMENT
 from payment_service.settings import Settings as PaymentSettings
@@ -120,12 +123,36 @@ async def order_rt(vhost: str, db_prefix: str) -> AsyncIterator[Runtime[OrderSet
 
 
 @pytest.fixture
+async def inventory_rt(vhost: str, db_prefix: str) -> AsyncIterator[Runtime[InventorySettings]]:
+    rt = await open_runtime(INVENTORY, InventorySettings, vhost, db_prefix)
+    yield rt
+    await rt.stop()
+
+
+@pytest.fixture
 async def orchestrator_rt(
     vhost: str, db_prefix: str
 ) -> AsyncIterator[Runtime[OrchestratorSettings]]:
     rt = await open_runtime(ORCHESTRATOR, OrchestratorSettings, vhost, db_prefix)
     yield rt
     await rt.stop()
+
+
+def order_request(quantity: int = 1) -> PlaceOrder:
+    """A valid order body, for a new customer, of one product line."""
+    return PlaceOrder.model_validate(
+        {
+            "customer_id": str(uuid.uuid4()),
+            "items": [{"product_id": str(uuid.uuid4()), "quantity": quantity, "price": "12.50"}],
+            "shipping_address": {
+                "street": "1 Main St",
+                "city": "Springfield",
+                "state": "IL",
+                "zip_code": "62701",
+                "country": "US",
+            },
+        }
+    )
 
 
 async def add_saga(rt: Runtime[OrchestratorSettings], started_at: datetime | None = None) -> Saga:

@@ -223,9 +223,9 @@ async def test_a_batch_preloads_what_its_handlers_need_in_one_go(payment_rt, cha
     rt = payment_rt
     preloads: list[list[uuid.UUID]] = []
 
-    async def preload(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
-        preloads.append([e.message_id for e in envelopes])
-        for e in envelopes:
+    async def preload(uow: UnitOfWork, messages: list[tuple[Envelope, object]]) -> None:
+        preloads.append([e.message_id for e, _ in messages])
+        for e, _ in messages:
             uow.loaded[("row", e.message_id)] = await uow.conn.fetchval("SELECT txid_current()")
 
     found: dict[uuid.UUID, object] = {}

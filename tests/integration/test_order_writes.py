@@ -11,26 +11,10 @@ import pytest
 
 from order_service import services
 from order_service.domain import OrderStatus
-from order_service.schemas import PlaceOrder
 from shared_domain.contracts import Envelope, MessageType
+from tests.integration.conftest import order_request
 
 pytestmark = pytest.mark.integration
-
-
-def request(quantity: int = 1) -> PlaceOrder:
-    return PlaceOrder.model_validate(
-        {
-            "customer_id": str(uuid.uuid4()),
-            "items": [{"product_id": str(uuid.uuid4()), "quantity": quantity, "price": "12.50"}],
-            "shipping_address": {
-                "street": "1 Main St",
-                "city": "Springfield",
-                "state": "IL",
-                "zip_code": "62701",
-                "country": "US",
-            },
-        }
-    )
 
 
 async def history(rt, order_id: uuid.UUID) -> list[tuple[str, str | None]]:
@@ -43,7 +27,7 @@ async def history(rt, order_id: uuid.UUID) -> list[tuple[str, str | None]]:
 
 
 async def test_concurrent_requests_with_one_key_place_one_order(order_rt) -> None:
-    body, key = request(), f"checkout-{uuid.uuid4()}"
+    body, key = order_request(), f"checkout-{uuid.uuid4()}"
     results = await asyncio.gather(
         *(services.place_order(order_rt, body, key, "t") for _ in range(8))
     )
@@ -60,10 +44,10 @@ async def test_a_key_reused_with_another_body_is_a_conflict_and_stores_nothing(
     order_rt,
 ) -> None:
     key = f"checkout-{uuid.uuid4()}"
-    first, created = await services.place_order(order_rt, request(1), key, "t")
+    first, created = await services.place_order(order_rt, order_request(1), key, "t")
     assert created
     with pytest.raises(services.IdempotencyConflict):
-        await services.place_order(order_rt, request(2), key, "t")
+        await services.place_order(order_rt, order_request(2), key, "t")
     async with order_rt.uow() as uow:
         assert await uow.conn.fetchval("SELECT count(*) FROM orders") == 1
         assert await uow.conn.fetchval("SELECT count(*) FROM order_status_history") == 1
@@ -71,7 +55,7 @@ async def test_a_key_reused_with_another_body_is_a_conflict_and_stores_nothing(
 
 
 async def test_status_events_update_the_order_and_append_its_history(order_rt) -> None:
-    order, _ = await services.place_order(order_rt, request(), None, "t")
+    order, _ = await services.place_order(order_rt, order_request(), None, "t")
 
     def event(type_: MessageType, payload: dict) -> Envelope:
         return Envelope(

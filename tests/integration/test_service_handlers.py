@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -14,8 +13,6 @@ from sqlalchemy import func, select
 
 from inventory_service import handlers as inventory_handlers
 from inventory_service import repository as inventory_repo
-from inventory_service.app import SERVICE as INVENTORY
-from inventory_service.settings import Settings as InventorySettings
 from payment_service import handlers as payment_handlers
 from payment_service.provider import SimulatedProvider
 from payment_service.tables import payments
@@ -25,8 +22,7 @@ from shared_domain.contracts import (
     Envelope,
     MessageType,
 )
-from shared_domain.runtime import Runtime
-from tests.integration.conftest import capture, open_runtime
+from tests.integration.conftest import capture
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +43,6 @@ def command(type_: MessageType, payload: dict[str, Any], order_id: uuid.UUID) ->
 async def deliver(handlers: Any, envelope: Envelope) -> None:
     type_ = MessageType(envelope.type)
     await handlers[type_](envelope, PAYLOADS[type_].model_validate(envelope.payload))
-
-
-@pytest.fixture
-async def inventory_rt(vhost: str, db_prefix: str) -> AsyncIterator[Runtime[InventorySettings]]:
-    rt = await open_runtime(INVENTORY, InventorySettings, vhost, db_prefix)
-    yield rt
-    await rt.stop()
 
 
 async def test_duplicate_payment_command_charges_once_and_re_emits_the_outcome(payment_rt, channel):
