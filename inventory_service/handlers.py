@@ -70,7 +70,8 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
         async with rt.uow(envelope) as uow:
             reservation = await repository.reservation_for_update(uow.conn, envelope.order_id)
             if reservation is not None:
-                log.info(
+                uow.log_on_commit(
+                    log,
                     "inventory.reserve for order %s already handled (%s); re-sending outcome",
                     envelope.order_id,
                     reservation.status,
@@ -87,7 +88,8 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                     else []
                 )
                 await repository.add_reservation(uow.conn, reservation, changed)
-                log.info(
+                uow.log_on_commit(
+                    log,
                     "order %s: reservation %s %s %s",
                     envelope.order_id,
                     reservation.id,
@@ -104,7 +106,8 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
             if reservation is None:
                 reservation = domain.cancelled_before_reserve(envelope.order_id, now)
                 await repository.add_reservation(uow.conn, reservation)
-                log.info(
+                uow.log_on_commit(
+                    log,
                     "order %s: release before any reservation, recorded as cancelled",
                     envelope.order_id,
                 )
@@ -112,7 +115,8 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 products = await repository.products_for_update(uow.conn, list(reservation.items))
                 domain.release(reservation, products, now)
                 await repository.save_reservation(uow.conn, reservation, list(products.values()))
-                log.info(
+                uow.log_on_commit(
+                    log,
                     "order %s: reservation %s released (%s)",
                     envelope.order_id,
                     reservation.id,

@@ -92,12 +92,22 @@ async def apply_status_event(rt: Runtime[Settings], envelope: Envelope) -> None:
             return
         order = await repository.locked(uow, envelope.order_id)
         if order is None:
-            log.warning("%s for unknown order %s ignored", envelope.type, envelope.order_id)
+            uow.log_on_commit(
+                log,
+                "%s for unknown order %s ignored",
+                envelope.type,
+                envelope.order_id,
+                level=logging.WARNING,
+            )
             await uow.commit()
             return
         if order.move_to(status, reason, utcnow()):
             await repository.save(uow.conn, order)
-            log.info("order %s is now %s%s", order.id, status, f" ({reason})" if reason else "")
+            uow.log_on_commit(
+                log, "order %s is now %s%s", order.id, status, f" ({reason})" if reason else ""
+            )
         else:
-            log.info("order %s: %s ignored, order is %s", order.id, envelope.type, order.status)
+            uow.log_on_commit(
+                log, "order %s: %s ignored, order is %s", order.id, envelope.type, order.status
+            )
         await uow.commit()

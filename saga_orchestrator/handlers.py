@@ -66,7 +66,8 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
         )
         async with rt.uow(envelope) as uow:
             if not uow.claimed:
-                log.info(
+                uow.log_on_commit(
+                    log,
                     "duplicate order.created %s for order %s ignored",
                     envelope.message_id,
                     envelope.order_id,
@@ -75,22 +76,29 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 return
             outgoing = saga.start(utcnow(), policy)
             if not await repository.add(uow.conn, saga):
-                log.info(
-                    "saga for order %s already exists; order.created ignored", envelope.order_id
+                uow.log_on_commit(
+                    log,
+                    "saga for order %s already exists; order.created ignored",
+                    envelope.order_id,
                 )
                 await uow.commit()
                 return
             emit(uow, saga, outgoing, envelope)
+            uow.log_on_commit(
+                log,
+                "saga %s started for order %s (total %s)",
+                saga.id,
+                saga.order_id,
+                order.total_amount,
+            )
             await uow.commit()
-        log.info(
-            "saga %s started for order %s (total %s)", saga.id, saga.order_id, order.total_amount
-        )
 
     async def advance(envelope: Envelope, _payload: object) -> None:
         reply = MessageType(envelope.type)
         async with rt.uow(envelope) as uow:
             if not uow.claimed:
-                log.info(
+                uow.log_on_commit(
+                    log,
                     "duplicate %s %s for order %s ignored",
                     reply,
                     envelope.message_id,
@@ -104,7 +112,8 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
             outgoing = saga.handle(reply, envelope.payload, utcnow(), policy)
             if outgoing is None:
                 step = REPLIES[reply][0]
-                log.info(
+                uow.log_on_commit(
+                    log,
                     "%s for order %s ignored: saga is %s, %s step is %s",
                     reply,
                     saga.order_id,
@@ -116,8 +125,10 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 return
             repository.save_at_commit(uow, saga)
             emit(uow, saga, outgoing, envelope)
+            uow.log_on_commit(
+                log, "order %s: %s -> %s", saga.order_id, reply, describe(saga, outgoing)
+            )
             await uow.commit()
-        log.info("order %s: %s -> %s", saga.order_id, reply, describe(saga, outgoing))
 
     handlers: dict[MessageType, Handler] = {MessageType.ORDER_CREATED: start_saga}
     handlers.update({reply: advance for reply in REPLIES})

@@ -101,6 +101,11 @@ class JoinedUnitOfWork(UnitOfWork):
     def before_commit(self, key: Hashable, write: Callable[[Connection], Awaitable[None]]) -> None:
         self._shared.uow.before_commit(key, write)
 
+    def log_on_commit(
+        self, logger: logging.Logger, message: str, *args: object, level: int = logging.INFO
+    ) -> None:
+        self._shared.uow.log_on_commit(logger, message, *args, level=level)
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,

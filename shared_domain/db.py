@@ -9,6 +9,7 @@ health checks and seeding, on a small engine of its own.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Hashable
 from types import TracebackType
 from typing import Any, Self, TypeAlias
@@ -122,6 +123,7 @@ class UnitOfWork:
         # its handlers at once, and what repositories keep to write as it commits.
         self.loaded: dict[Hashable, Any] = {}
         self._before_commit: dict[Hashable, Callable[[Connection], Awaitable[None]]] = {}
+        self._logs_on_commit: list[tuple[logging.Logger, int, str]] = []
         self.claimed = True
         self.committed = False
 
@@ -194,6 +196,16 @@ class UnitOfWork:
         handlers of a batch go to the database in one statement."""
         self._before_commit.setdefault(key, write)
 
+    def log_on_commit(
+        self, logger: logging.Logger, message: str, *args: object, level: int = logging.INFO
+    ) -> None:
+        """Log what the transaction did once it has committed, and never if it rolls
+        back. In a batch a handler's work is kept only if the whole batch commits (if it
+        cannot, every message is handled again on its own), so a line logged at once
+        could tell of work that was undone, or tell it twice. Formatted now: a later
+        message of the batch may change the same objects."""
+        self._logs_on_commit.append((logger, level, message % args if args else message))
+
     @property
     def staged(self) -> list[StagedMessage]:
         return self._staged
@@ -216,5 +228,8 @@ class UnitOfWork:
         if status != "COMMIT":
             raise TransactionRolledBack(_ROLLED_BACK)
         self.committed = True
+        logs, self._logs_on_commit = self._logs_on_commit, []
+        for logger, level, text in logs:
+            logger.log(level, "%s", text)
         if self._relay is not None and self._staged:
             await self._relay.publish_committed(self._staged)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -34,10 +35,13 @@ def message() -> Envelope:
     )
 
 
+log = logging.getLogger("tests.batching")
+
+
 class Handling:
-    """A database-only handler: claim, note the transaction it ran in, emit a reply,
-    commit (a message handled before: commit nothing). `fail` raises after the claim;
-    `skip` leaves without committing."""
+    """A database-only handler: claim, note the transaction it ran in, emit a reply, log
+    it, commit (a message handled before: commit nothing). `fail` raises after the
+    claim; `skip` leaves without committing."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -58,6 +62,7 @@ class Handling:
             if envelope.message_id in self.skip:
                 return
             uow.emit(envelope.follow(REPLY, {"reason": "card_declined"}, "test"))
+            uow.log_on_commit(log, "replied to %s", envelope.message_id)
             await uow.commit()
 
 
@@ -104,7 +109,8 @@ async def test_ready_messages_share_one_commit(payment_rt, batcher, channel) -> 
     assert await replies(captured, 6) == {e.order_id for e in envelopes}
 
 
-async def test_a_failing_message_fails_alone(payment_rt, batcher, channel) -> None:
+async def test_a_failing_message_fails_alone(payment_rt, batcher, channel, caplog) -> None:
+    caplog.set_level(logging.INFO, logger=log.name)
     captured = await capture(channel, EVENTS_EXCHANGE, REPLY.value)
     handling = Handling(payment_rt)
     envelopes = [message() for _ in range(5)]
@@ -119,6 +125,9 @@ async def test_a_failing_message_fails_alone(payment_rt, batcher, channel) -> No
     assert len(set(handling.transactions)) == 1 + 5
     assert await inbox_ids(payment_rt) == {e.message_id for e in good}
     assert await replies(captured, 4) == {e.order_id for e in good}
+    # what the rolled-back batch did is not told; what was kept is told once
+    told = sorted(r.getMessage() for r in caplog.records if r.name == log.name)
+    assert told == sorted(f"replied to {e.message_id}" for e in good)
 
 
 async def test_a_skipped_message_keeps_nothing_and_costs_the_others_nothing(
