@@ -27,12 +27,13 @@ from shared_domain.settings import ServiceSettings
 # The connection a unit of work hands to repositories (a pool proxy of one in practice).
 Connection: TypeAlias = asyncpg.Connection
 
-# Every execution is planned for the table as it is now. A service starts on empty
-# tables, and a plan cached then (with no statistics gathered yet, or ever, where
-# autovacuum is off) is a sequential scan that stays one as the table grows: the
-# orchestrator would read every saga it ever stored for each batch. Planning these
-# short statements costs less than that did after a minute of load.
-_SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+# A service starts on empty tables. A plan cached then is a sequential scan, and with no
+# statistics gathered (none yet, or none ever where autovacuum is off) nothing makes
+# PostgreSQL plan again as the table grows: the orchestrator would read every saga it
+# ever stored for each batch. So the writers' statements are prepared again every
+# DB_STATEMENT_LIFETIME seconds (planned for the table as it is then), and the read
+# side, whose queries are few, plans every execution.
+_READ_SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
 def create_engine(settings: ServiceSettings) -> AsyncEngine:
@@ -47,7 +48,7 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
         max_overflow=0,
         pool_pre_ping=True,
         pool_recycle=1800,
-        connect_args={"server_settings": _SERVER_SETTINGS},
+        connect_args={"server_settings": _READ_SERVER_SETTINGS},
     )
 
 
@@ -81,7 +82,7 @@ async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
         max_inactive_connection_lifetime=1800,
         init=_init_connection,
         reset=_keep_session,
-        server_settings=_SERVER_SETTINGS,
+        max_cached_statement_lifetime=settings.db_statement_lifetime,
     )
     return pool
 

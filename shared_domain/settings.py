@@ -40,6 +40,11 @@ class ServiceSettings(BaseSettings):
     # writers), DB_READ_POOL_SIZE for queries and health checks. Both open on demand.
     db_pool_size: int = Field(10, ge=1, le=200, validation_alias="DB_POOL_SIZE")
     db_read_pool_size: int = Field(3, ge=1, le=100, validation_alias="DB_READ_POOL_SIZE")
+    # How long a writer connection keeps a prepared statement, and so its plan: a plan
+    # made while a table was small is replaced within this time once the table has grown.
+    db_statement_lifetime: float = Field(
+        5.0, gt=0, le=3600, validation_alias="DB_STATEMENT_LIFETIME"
+    )
 
     rabbitmq_host: str = Field("127.0.0.1", validation_alias="RABBITMQ_HOST")
     rabbitmq_port: int = Field(5672, ge=1, le=65535, validation_alias="RABBITMQ_PORT")

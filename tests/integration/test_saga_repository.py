@@ -4,15 +4,21 @@ is written as the unit of work commits, checked against the version it was loade
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
 
 from saga_orchestrator import repository
+from saga_orchestrator.app import SERVICE as ORCHESTRATOR
 from saga_orchestrator.domain import SagaStatus
+from saga_orchestrator.settings import Settings as OrchestratorSettings
 from shared_domain.contracts import MessageType, utcnow
-from tests.integration.conftest import add_saga
+from shared_domain.runtime import Runtime
+from tests.integration.conftest import add_saga, open_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -104,14 +110,23 @@ _GROW = (
 _SCANS = "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relname = 'sagas'"
 
 
+@pytest.fixture
+async def short_lived_statements(vhost: str, db_prefix: str) -> AsyncIterator[Runtime[Any]]:
+    rt = await open_runtime(
+        ORCHESTRATOR, OrchestratorSettings, vhost, db_prefix, DB_STATEMENT_LIFETIME=0.5
+    )
+    yield rt
+    await rt.stop()
+
+
 async def test_the_hot_statements_read_sagas_by_index_however_small_the_table_was(
-    orchestrator_rt,
+    short_lived_statements,
 ) -> None:
     """A statement prepared while the table was small must not keep reading all of it
     once it has grown. A plan cached for a table without statistics (no autovacuum to
     gather them, or not yet) is a sequential scan; kept, every batch would read every
-    saga ever stored."""
-    rt = orchestrator_rt
+    saga ever stored. The statements are prepared again after DB_STATEMENT_LIFETIME."""
+    rt = short_lived_statements
     saga = await add_saga(rt)
     for _ in range(8):  # past the executions after which a prepared plan may be cached
         async with rt.uow() as uow:
@@ -124,6 +139,7 @@ async def test_the_hot_statements_read_sagas_by_index_however_small_the_table_wa
     async with rt.uow() as uow:
         await uow.conn.execute(_GROW, 20_000)
         await uow.commit()
+    await asyncio.sleep(rt.settings.db_statement_lifetime * 2)
     async with rt.pool.acquire() as conn:  # counted from zero: what is pending goes out
         await conn.execute("SELECT pg_stat_force_next_flush()")
 

@@ -165,6 +165,7 @@ def test_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path:
         ("notification_service.app", "NOTIFICATION_FAILURE_RATE"),
         ("order_service.app", "ORDER_SERVICE_PORT"),
         ("saga_orchestrator.app", "DB_PORT"),
+        ("inventory_service.app", "DB_STATEMENT_LIFETIME"),
     ],
 )
 def test_load_settings_exits_naming_the_variable(
