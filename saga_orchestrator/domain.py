@@ -74,6 +74,9 @@ class Step(StrEnum):
 
 
 SAGA = "saga"  # history entries about the saga as a whole, not one step
+# History statuses a step may record more than once: attempts, not outcomes.
+RESENT, OVERDUE, COMPENSATION_RETRY = "resent", "overdue", "compensation retry"
+REPEATABLE = frozenset({RESENT, OVERDUE, COMPENSATION_RETRY})
 
 FORWARD: tuple[Step, ...] = (Step.PAYMENT, Step.INVENTORY, Step.SHIPPING, Step.NOTIFICATION)
 CRITICAL: frozenset[Step] = frozenset({Step.PAYMENT, Step.INVENTORY, Step.SHIPPING})
@@ -305,7 +308,7 @@ class Saga:
             delay = policy.compensation_delay(state.compensation_attempts - 1)
             self._log(
                 step,
-                "compensation retry",
+                COMPENSATION_RETRY,
                 reply.value,
                 f"attempt {state.compensation_attempts} in {delay:.1f}s: {reason}",
             )
@@ -343,7 +346,7 @@ class Saga:
                     step,
                     now,
                     policy,
-                    "overdue",
+                    OVERDUE,
                     f"{waiting} message(s) queued on its way, no copy sent",
                 )
                 return []
@@ -419,7 +422,7 @@ class Saga:
         self, step: Step, now: datetime, policy: SagaPolicy, why: str, restart: bool = False
     ) -> Outgoing:
         state = self.steps[step]
-        command = self._next_attempt(step, now, policy, "resent", why, restart)
+        command = self._next_attempt(step, now, policy, RESENT, why, restart)
         return Outgoing(
             command,
             self._payload_for(step, command),

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from saga_orchestrator.domain import REPEATABLE
+
 TERMINAL = frozenset({"completed", "cancelled", "failed"})
-# History entries a saga may legitimately write more than once per step.
-REPEATABLE = ("resent", "compensation retry")
 
 # GET a service's `/api/v1{path}` and return its `data`, or None on a 404.
 Read = Callable[[str, str], Awaitable[Any]]
@@ -56,6 +56,7 @@ async def audit_orders(read: Read, orders: list[dict[str, Any]], concurrency: in
             for p in _order_problems(order, payment, reservation, shipment, saga)
         )
         seen = Counter((h["step"], h["status"]) for h in saga["history"]) if saga else Counter()
+        # attempts (re-sends, deadlines passed while queued, compensation retries) repeat
         twice = {k: n for k, n in seen.items() if n > 1 and k[1] not in REPEATABLE}
         if twice:
             audit.doubled.append(f"saga {saga['id']}: {twice}")

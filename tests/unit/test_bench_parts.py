@@ -10,7 +10,7 @@ import sys
 from scripts.bench import procstat
 from scripts.bench.calibrate import Ceiling
 from scripts.bench.run import _calibration, percentiles
-from scripts.invariants import stock_problems
+from scripts.invariants import audit_orders, stock_problems
 
 P = "550e8400-e29b-41d4-a716-446655440002"
 
@@ -97,3 +97,26 @@ def test_unfinished_order_and_negative_stock_are_reported() -> None:
     problems = stock_problems(products, [order("processing", 1)], {P: -1})
     assert any("not terminal" in p for p in problems)
     assert any("negative stock" in p for p in problems)
+
+
+async def test_the_audit_counts_a_step_done_twice_but_not_its_repeated_attempts() -> None:
+    def saga(history: list[tuple[str, str]]) -> dict:
+        return {
+            "id": "s",
+            "status": "cancelled",
+            "history": [{"step": step, "status": status} for step, status in history],
+        }
+
+    attempts = [("payment", "started"), ("payment", "overdue"), ("payment", "overdue")]
+    attempts += [("payment", "resent"), ("payment", "resent"), ("payment", "failed")]
+    stories = {"attempts": saga(attempts), "twice": saga([*attempts, ("payment", "failed")])}
+
+    for name, story in stories.items():
+
+        async def read(service: str, path: str, story: dict = story) -> object:
+            return story if service == "saga_orchestrator" else None
+
+        order = {"id": name, "status": "cancelled", "saga_id": "s"}
+        audit = await audit_orders(read, [order])
+        assert audit.problems == []
+        assert len(audit.doubled) == (name == "twice"), audit.doubled
