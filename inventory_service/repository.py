@@ -66,12 +66,10 @@ async def reservation_for_update(conn: Connection, order_id: UUID) -> Reservatio
 
 async def lock_for_batch(
     conn: Connection, reserved_products: list[UUID], released_orders: list[UUID]
-) -> int:
+) -> None:
     """Lock, in one statement, the products a batch's reservations take and the
-    reservations (and their products) its releases give back; the number of products
-    locked."""
-    locked: int = await conn.fetchval(_BATCH_LOCK, reserved_products, released_orders)
-    return locked
+    reservations (and their products) its releases give back."""
+    await conn.execute(_BATCH_LOCK, reserved_products, released_orders)
 
 
 async def products_for_update(conn: Connection, ids: list[UUID]) -> dict[UUID, Product]:

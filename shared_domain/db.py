@@ -205,7 +205,8 @@ class UnitOfWork:
         cannot, every message is handled again on its own), so a line logged at once
         could tell of work that was undone, or tell it twice. Formatted now: a later
         message of the batch may change the same objects."""
-        self._logs_on_commit.append((logger, level, message % args if args else message))
+        if logger.isEnabledFor(level):
+            self._logs_on_commit.append((logger, level, message % args if args else message))
 
     @property
     def staged(self) -> list[StagedMessage]:
