@@ -115,20 +115,59 @@ def service_ports(extra: Mapping[str, str]) -> dict[str, int]:
     return ports
 
 
+def connection_shortfall(settings: ServiceSettings, processes: int, free: int) -> str | None:
+    """A warning when the processes could together open more connections than the server
+    has `free`, else None. Running short loses nothing (a message whose handler is refused
+    a connection is retried as in an outage, a request gets a 503), but it slows the
+    stack down under load."""
+    per_process = settings.db_pool_size + settings.db_read_pool_size
+    if processes * per_process <= free:
+        return None
+    fitting_pool = free // processes - settings.db_read_pool_size
+    remedy = (
+        f"lower DB_POOL_SIZE (--env DB_POOL_SIZE={fitting_pool}) or raise"
+        if fitting_pool >= 1
+        else "raise"
+    )
+    return (
+        f"warning: {processes} processes may open up to {processes * per_process} PostgreSQL "
+        f"connections (DB_POOL_SIZE {settings.db_pool_size} + DB_READ_POOL_SIZE "
+        f"{settings.db_read_pool_size} each), but the server has {free} free. Under load, "
+        f"messages refused a connection are retried and requests answered 503; {remedy} "
+        "the server's max_connections."
+    )
+
+
+async def connect_postgres(settings: ServiceSettings) -> asyncpg.Connection:
+    """To the server's `postgres` database, as the services would connect."""
+    return await asyncpg.connect(
+        host=settings.db_host,
+        port=settings.db_port,
+        user=settings.db_user,
+        password=settings.db_password,
+        database="postgres",
+        timeout=CHECK_TIMEOUT,
+    )
+
+
+async def free_connections(settings: ServiceSettings) -> int:
+    """Connections PostgreSQL would still accept from a non-superuser."""
+    conn = await connect_postgres(settings)
+    try:
+        free: int = await conn.fetchval(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+            " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+        )
+    finally:
+        await conn.close()
+    return free
+
+
 async def check_postgres(settings: ServiceSettings) -> str | None:
     """None when PostgreSQL answers, else what is wrong."""
     try:
-        conn = await asyncio.wait_for(
-            asyncpg.connect(
-                host=settings.db_host,
-                port=settings.db_port,
-                user=settings.db_user,
-                password=settings.db_password,
-                database="postgres",
-                timeout=CHECK_TIMEOUT,
-            ),
-            CHECK_TIMEOUT + 0.5,
-        )
+        conn = await asyncio.wait_for(connect_postgres(settings), CHECK_TIMEOUT + 0.5)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     await conn.close()
@@ -224,6 +263,11 @@ async def run(args: argparse.Namespace) -> int:
     if pg_error is not None or mq_error is not None:
         report_unreachable(settings, pg_error, mq_error)
         return 1
+    processes = sum(args.replicas.get(service, 1) for service in args.services)
+    with contextlib.suppress(Exception):  # only a warning; the services report real errors
+        warning = connection_shortfall(settings, processes, await free_connections(settings))
+        if warning is not None:
+            print(warning, file=sys.stderr, flush=True)
 
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()

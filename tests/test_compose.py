@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from shared_domain.settings import ServiceSettings
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 INIT_DB_SCRIPT = ROOT / "scripts" / "init-db" / "01-create-databases.sh"
@@ -298,6 +300,27 @@ def test_host_ports_do_not_clash_when_services_are_scaled(compose: dict[str, Any
     app = APPS[ENTRY_POINT]
     assert any(p.target == app.port and p.first == app.port for p in entry), (
         f"{ENTRY_POINT} should be reachable on localhost:{app.port}: {entry}"
+    )
+
+
+def test_postgres_admits_every_connection_of_scaled_services(compose: dict[str, Any]) -> None:
+    """Each app process may hold DB_POOL_SIZE + DB_READ_POOL_SIZE connections; with the
+    entry point at its ten host ports and every other service at MIN_REPLICAS, they must
+    all fit, besides the connections PostgreSQL keeps for superusers."""
+    command = compose["services"]["postgres"].get("command") or []
+    settings = [arg for arg in command if str(arg).startswith("max_connections=")]
+    assert settings, f"postgres should set max_connections for scaled services: {command}"
+    max_connections = int(str(settings[-1]).partition("=")[2])
+
+    defaults = ServiceSettings.model_fields
+    per_process = defaults["db_pool_size"].default + defaults["db_read_pool_size"].default
+    entry = _all_published(compose)
+    entry_ports = max(p.size for p in entry if p.service == ENTRY_POINT)
+    processes = entry_ports + MIN_REPLICAS * (len(APPS) - 1)
+    superuser_reserved = 3
+    assert processes * per_process + superuser_reserved <= max_connections, (
+        f"{processes} app processes x {per_process} connections need more than "
+        f"max_connections={max_connections}"
     )
 
 

@@ -10,10 +10,10 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
+from scripts.run_local import connect_postgres, free_connections
 from scripts.stack import HEALTH_PATH, REPO_ROOT, Stack, StackError
 from shared_domain.settings import ServiceSettings
 
@@ -65,14 +65,7 @@ async def db_prefix() -> AsyncIterator[str]:
     prefix = f"stacktest_{secrets.token_hex(4)}_"
     yield prefix
     settings = ServiceSettings(_env_file=REPO_ROOT / ".env")
-    conn = await asyncpg.connect(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=settings.db_password,
-        database="postgres",
-        timeout=5,
-    )
+    conn = await connect_postgres(settings)
     try:
         names = await conn.fetch(
             "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", prefix
@@ -181,3 +174,18 @@ async def test_replicas_run_side_by_side_and_die_alone(vhost: str, db_prefix: st
     finally:
         await stack.stop()
     assert stack.services == []
+
+
+async def test_the_runner_counts_the_connections_postgres_still_accepts() -> None:
+    settings = ServiceSettings(_env_file=REPO_ROOT / ".env")
+    for _ in range(5):  # another client may connect or leave meanwhile: take a quiet moment
+        before = await free_connections(settings)
+        held = [await connect_postgres(settings) for _ in range(3)]
+        try:
+            during = await free_connections(settings)
+        finally:
+            for conn in held:
+                await conn.close()
+        if during == before - 3:
+            break
+    assert 0 < during == before - 3
