@@ -2,7 +2,8 @@
 with the same durability the services use:
 
 - RabbitMQ: persistent messages published with confirms to a durable queue and consumed
-  with manual acks, all at once, with a bounded number of unconfirmed publishes;
+  with manual acks, all at once, with a bounded number of unconfirmed publishes, through
+  the bare AMQP client (aiormq) on the services' event loop (uvloop);
 - PostgreSQL: small committed transactions (two inserts each), `fsync` and
   `synchronous_commit` as the server has them.
 
@@ -18,7 +19,8 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import aio_pika
+import aiormq
+import aiormq.abc
 import asyncpg
 import httpx
 
@@ -26,6 +28,7 @@ from scripts.isolation import MANAGEMENT_URL, PG, RABBIT_PASSWORD, RABBIT_USER
 
 WINDOW = 256  # unconfirmed publishes in flight
 WORKERS = 8  # PostgreSQL connections committing at once
+PERSISTENT = 2  # AMQP delivery mode
 
 
 @dataclass(frozen=True)
@@ -35,42 +38,50 @@ class Ceiling:
 
 
 async def rabbit_ceiling(amqp_url: str, messages: int) -> float:
-    connection = await aio_pika.connect(amqp_url)
+    # aiormq, the AMQP client under aio-pika, without aio-pika's message objects: the
+    # Python side should cost as little as it can, so that the figure is the broker's.
+    connection = await aiormq.connect(amqp_url)
     try:
         publish_channel = await connection.channel(publisher_confirms=True)
-        consume_channel = await connection.channel()
-        await consume_channel.set_qos(prefetch_count=WINDOW)
+        consume_channel = await connection.channel(publisher_confirms=False)
+        await consume_channel.basic_qos(prefetch_count=WINDOW)
         name = f"calibration-{uuid.uuid4().hex[:8]}"
-        queue = await consume_channel.declare_queue(name, durable=True)
+        await consume_channel.queue_declare(name, durable=True)
         done = asyncio.Event()
         consumed = 0
 
-        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
             nonlocal consumed
-            await message.ack()
+            tag = message.delivery_tag
+            if tag is None:
+                raise RuntimeError("a delivery without a delivery tag")
+            await consume_channel.basic_ack(tag)  # one by one, as the services ack
             consumed += 1
             if consumed == messages:
                 done.set()
 
-        tag = await queue.consume(on_message)
+        await consume_channel.basic_consume(name, on_message, no_ack=False, consumer_tag=name)
         body = b'{"calibration": true, "padding": "' + b"x" * 400 + b'"}'
         gate = asyncio.Semaphore(WINDOW)
 
         async def publish(i: int) -> None:
             async with gate:
-                await publish_channel.default_exchange.publish(
-                    aio_pika.Message(
-                        body, message_id=str(i), delivery_mode=aio_pika.DeliveryMode.PERSISTENT
-                    ),
+                confirmation = await publish_channel.basic_publish(
+                    body,
                     routing_key=name,
+                    properties=aiormq.spec.Basic.Properties(
+                        message_id=str(i), delivery_mode=PERSISTENT
+                    ),
                 )
+                if not isinstance(confirmation, aiormq.spec.Basic.Ack):
+                    raise RuntimeError(f"calibration message {i} was not confirmed")
 
         started = time.monotonic()
         await asyncio.gather(*(publish(i) for i in range(messages)))
         await asyncio.wait_for(done.wait(), timeout=120)
         elapsed = time.monotonic() - started
-        await queue.cancel(tag)
-        await queue.delete(if_unused=False, if_empty=False)
+        await consume_channel.basic_cancel(name)
+        await consume_channel.queue_delete(name)
         return messages / elapsed
     finally:
         await connection.close()

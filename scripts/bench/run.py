@@ -218,12 +218,14 @@ async def _measure(
             )
         meter = CpuMeter(stack)
         databases = [stack.database(s) for s in SERVICES]
-        cpu_before = meter.read()
-        machine_before = procstat.machine_times()
-        xact_before = await calibrate.committed_transactions(databases)
+        # First, as it may wait for the broker's counters to settle: the other readings
+        # start the measured window, and the wait must not be in it.
         published_before = (
             await calibrate.settled_published_messages(vhost) if config.calibrate else None
         )
+        cpu_before = meter.read()
+        machine_before = procstat.machine_times()
+        xact_before = await calibrate.committed_transactions(databases)
 
         accepted = 0
 
