@@ -36,6 +36,9 @@ async def customer_orders(read: Read, customer: str) -> list[dict[str, Any]]:
 class Audit:
     problems: list[str] = field(default_factory=list)
     doubled: list[str] = field(default_factory=list)  # sagas that did a step twice
+    # history entries of repeated attempts, by status: re-sent, overdue (a deadline passed
+    # while the command was queued, no copy sent), compensation retry
+    attempts: Counter[str] = field(default_factory=Counter)
 
 
 async def audit_orders(read: Read, orders: list[dict[str, Any]], concurrency: int = 8) -> Audit:
@@ -56,6 +59,9 @@ async def audit_orders(read: Read, orders: list[dict[str, Any]], concurrency: in
             for p in _order_problems(order, payment, reservation, shipment, saga)
         )
         seen = Counter((h["step"], h["status"]) for h in saga["history"]) if saga else Counter()
+        for (_, status), n in seen.items():
+            if status in REPEATABLE:
+                audit.attempts[status] += n
         # attempts (re-sends, deadlines passed while queued, compensation retries) repeat
         twice = {k: n for k, n in seen.items() if n > 1 and k[1] not in REPEATABLE}
         if twice:

@@ -50,6 +50,13 @@ def render(result: dict[str, Any], console: Console) -> None:
         else f"[red]{inv['problem_count']} problem(s), "
         f"{result['sagas_doing_a_step_twice']} saga(s) did a step twice[/red]",
     )
+    attempts = result["repeated_attempts"]
+    summary.add_row(
+        "repeated attempts",
+        f"{attempts['resent']} command(s) re-sent, {attempts['overdue']} deadline(s) passed "
+        f"with the command still queued (no copy sent), {attempts['compensation retry']} "
+        "compensation retries",
+    )
     per = result["per_saga"]
     msgs = per["messages_published"]
     summary.add_row(

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 import asyncpg
 
+from saga_orchestrator.domain import REPEATABLE
 from scripts.bench import calibrate, procstat
 from scripts.bench.load import Driver, Placed
 from scripts.bench.outcomes import Outcomes
@@ -293,6 +294,7 @@ async def _measure(
         peak,
         problems,
         len(audit.doubled),
+        dict(audit.attempts),
         xact_after - xact_before,
         (published_after - published_before)
         if published_after is not None and published_before is not None
@@ -328,6 +330,7 @@ def _figures(
     peak: dict[str, float | None],
     problems: list[str],
     doubled: int,
+    attempts: dict[str, int],
     transactions: int,
     published: int | None,
 ) -> dict[str, Any]:
@@ -386,6 +389,7 @@ def _figures(
         },
         "invariants": {"problems": problems[:50], "problem_count": len(problems)},
         "sagas_doing_a_step_twice": doubled,
+        "repeated_attempts": {status: attempts.get(status, 0) for status in sorted(REPEATABLE)},
     }
 
 

@@ -120,3 +120,4 @@ async def test_the_audit_counts_a_step_done_twice_but_not_its_repeated_attempts(
         audit = await audit_orders(read, [order])
         assert audit.problems == []
         assert len(audit.doubled) == (name == "twice"), audit.doubled
+        assert audit.attempts == {"overdue": 2, "resent": 2}
