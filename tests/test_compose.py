@@ -314,8 +314,7 @@ def test_postgres_admits_every_connection_of_scaled_services(compose: dict[str, 
 
     defaults = ServiceSettings.model_fields
     per_process = defaults["db_pool_size"].default + defaults["db_read_pool_size"].default
-    entry = _all_published(compose)
-    entry_ports = max(p.size for p in entry if p.service == ENTRY_POINT)
+    entry_ports = max(p.size for p in _all_published(compose) if p.service == ENTRY_POINT)
     processes = entry_ports + MIN_REPLICAS * (len(APPS) - 1)
     superuser_reserved = 3
     assert processes * per_process + superuser_reserved <= max_connections, (
