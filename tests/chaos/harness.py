@@ -41,6 +41,13 @@ RECOVERY_BOUND = 120.0  # every order terminal this long after the fault ends, a
 BROKER_RESTART = os.environ.get("CHAOS_BROKER_RESTART") == "1"
 
 LOAD_PRODUCTS = [MOUSE, HUB, KEYBOARD, MONITOR]  # the laptop is kept for the contention test
+LOAD_CLIENTS = 3
+LOAD_PAUSE = 0.1  # seconds between two orders of one client
+FAULT_BOUND = 60.0  # seconds the longest fault takes, restarts included
+# Each scenario restocks every load product with as much as its load could ever buy of
+# it, so that sagas go through every step during the fault: sold out, they would all
+# stop at the reservation (as 400 units per scenario did on a fast machine).
+RESTOCK = int(LOAD_CLIENTS * (LOAD_SECONDS + FAULT_BOUND) / LOAD_PAUSE)
 
 
 @dataclass
@@ -157,7 +164,7 @@ class Chaos:
 
 @contextlib.asynccontextmanager
 async def steady_load(
-    chaos: Chaos, customer: str, concurrency: int = 3
+    chaos: Chaos, customer: str, concurrency: int = LOAD_CLIENTS
 ) -> AsyncIterator[list[Any]]:
     """Orders flow while the body runs; yields the list of accepted orders."""
     accepted: list[Any] = []
@@ -169,7 +176,7 @@ async def steady_load(
             product = rng.choice(LOAD_PRODUCTS)
             line = {"product_id": product, "quantity": 1, "price": PRICES[product]}
             accepted.append(await chaos.place([line], customer, give_up=RECOVERY_BOUND))
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(LOAD_PAUSE)
 
     tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
     try:
@@ -183,7 +190,7 @@ async def run_scenario(chaos: Chaos, name: str, fault: Any, notes: str = "") -> 
     """Load for a while, the fault in the middle, then wait for every order to finish
     and check the invariants over everything placed so far."""
     customer = chaos.new_customer()
-    await chaos.restock(100)
+    await chaos.restock(RESTOCK)
     async with steady_load(chaos, customer) as accepted:
         await asyncio.sleep(LOAD_SECONDS / 2)
         await fault()
@@ -192,6 +199,11 @@ async def run_scenario(chaos: Chaos, name: str, fault: Any, notes: str = "") -> 
     final = await chaos.wait_terminal(customer, len(accepted), RECOVERY_BOUND)
     recover = time.monotonic() - fault_over
     duplicated = await check_invariants(chaos, final)
+    sold_out = [o["id"] for o in final if (o["failure_reason"] or "").startswith("inventory")]
+    assert not sold_out, (
+        f"{len(sold_out)} order(s) found their product sold out, so they stopped at the "
+        "reservation; RESTOCK is too small for this load"
+    )
     result = Result(
         name,
         len(accepted),
