@@ -25,7 +25,6 @@ import sys
 from collections.abc import Mapping, Sequence
 
 import aio_pika
-import asyncpg
 from dotenv import dotenv_values
 from pydantic import ValidationError
 
@@ -39,6 +38,7 @@ from scripts.stack import (
     StackError,
     describe_exit,
 )
+from shared_domain import pg
 from shared_domain.settings import ServiceSettings
 
 CHECK_TIMEOUT = 3.0
@@ -138,21 +138,9 @@ def connection_shortfall(settings: ServiceSettings, processes: int, free: int) -
     )
 
 
-async def connect_postgres(settings: ServiceSettings) -> asyncpg.Connection:
-    """To the server's `postgres` database, as the services would connect."""
-    return await asyncpg.connect(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=settings.db_password,
-        database="postgres",
-        timeout=CHECK_TIMEOUT,
-    )
-
-
 async def free_connections(settings: ServiceSettings) -> int:
     """Connections PostgreSQL would still accept from a non-superuser."""
-    conn = await connect_postgres(settings)
+    conn = await pg.connect(settings, "postgres", connect_timeout=CHECK_TIMEOUT)
     try:
         free: int = await conn.fetchval(
             "SELECT current_setting('max_connections')::int"
@@ -167,7 +155,9 @@ async def free_connections(settings: ServiceSettings) -> int:
 async def check_postgres(settings: ServiceSettings) -> str | None:
     """None when PostgreSQL answers, else what is wrong."""
     try:
-        conn = await asyncio.wait_for(connect_postgres(settings), CHECK_TIMEOUT + 0.5)
+        conn = await asyncio.wait_for(
+            pg.connect(settings, "postgres", connect_timeout=CHECK_TIMEOUT), CHECK_TIMEOUT + 0.5
+        )
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     await conn.close()

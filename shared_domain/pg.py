@@ -1,4 +1,5 @@
-"""Borrowing a connection from the writers' pool."""
+"""Connections to PostgreSQL: a single one from the settings, or one borrowed from the
+writers' pool."""
 
 from __future__ import annotations
 
@@ -8,6 +9,21 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from shared_domain.retry import is_outage
+from shared_domain.settings import ServiceSettings
+
+
+async def connect(
+    settings: ServiceSettings, database: str, *, connect_timeout: float
+) -> asyncpg.Connection:
+    """One connection outside any pool (start-up checks, creating a database)."""
+    return await asyncpg.connect(
+        host=settings.db_host,
+        port=settings.db_port,
+        user=settings.db_user,
+        password=settings.db_password,
+        database=database,
+        timeout=connect_timeout,
+    )
 
 
 def discard_if_broken(conn: asyncpg.Connection, exc: BaseException | None) -> None:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared_domain import migrations
+from shared_domain import migrations, pg
 from shared_domain.batching import Batcher, Preload, joined_unit_of_work
 from shared_domain.contracts import Envelope
 from shared_domain.db import UnitOfWork, create_engine, create_pool
@@ -220,14 +220,7 @@ async def ensure_database(settings: ServiceSettings) -> None:
     where = f"{settings.db_host}:{settings.db_port}"
 
     async def connect(database: str) -> asyncpg.Connection:
-        return await asyncpg.connect(
-            host=settings.db_host,
-            port=settings.db_port,
-            user=settings.db_user,
-            password=settings.db_password,
-            database=database,
-            timeout=5,
-        )
+        return await pg.connect(settings, database, connect_timeout=5)
 
     try:
         async for attempt in startup_retrying(

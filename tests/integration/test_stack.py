@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scripts.run_local import connect_postgres, free_connections
+from scripts.run_local import free_connections
 from scripts.stack import HEALTH_PATH, REPO_ROOT, Stack, StackError
+from shared_domain import pg
 from shared_domain.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
@@ -65,7 +66,7 @@ async def db_prefix() -> AsyncIterator[str]:
     prefix = f"stacktest_{secrets.token_hex(4)}_"
     yield prefix
     settings = ServiceSettings(_env_file=REPO_ROOT / ".env")
-    conn = await connect_postgres(settings)
+    conn = await pg.connect(settings, "postgres", connect_timeout=5)
     try:
         names = await conn.fetch(
             "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", prefix
@@ -180,7 +181,7 @@ async def test_the_runner_counts_the_connections_postgres_still_accepts() -> Non
     settings = ServiceSettings(_env_file=REPO_ROOT / ".env")
     for _ in range(5):  # another client may connect or leave meanwhile: take a quiet moment
         before = await free_connections(settings)
-        held = [await connect_postgres(settings) for _ in range(3)]
+        held = [await pg.connect(settings, "postgres", connect_timeout=5) for _ in range(3)]
         try:
             during = await free_connections(settings)
         finally:
