@@ -1,20 +1,17 @@
-"""inventory.reserve and inventory.release, idempotent by order."""
+"""Message handlers for inventory.reserve and inventory.release, idempotent by order:
+open a unit of work, lock, let the domain decide, record, emit, commit."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
-from uuid import UUID
 
 from inventory_service import domain, repository
-from inventory_service.domain import ORDER_CANCELLED, Reservation, ReservationStatus
+from inventory_service.domain import ReservationStatus
+from inventory_service.messages import command_reply, compensation_reply
 from inventory_service.settings import Settings
 from shared_domain.contracts import (
     Envelope,
-    InventoryFailed,
-    InventoryReleased,
-    InventoryReserved,
     MessageType,
     ReleaseInventory,
     ReserveInventory,
@@ -25,30 +22,6 @@ from shared_domain.messaging.consumer import Handler
 from shared_domain.runtime import Runtime
 
 log = logging.getLogger(__name__)
-SOURCE = "inventory_service"
-
-
-def reserve_reply(cause: Envelope, reservation: Reservation) -> Envelope:
-    if reservation.status is ReservationStatus.FAILED:
-        detail: dict[str, Any] = reservation.failure_detail
-        return cause.follow(
-            MessageType.INVENTORY_FAILED,
-            InventoryFailed(
-                reason=reservation.failure_reason or "failed",
-                product_id=UUID(str(detail["product_id"])) if detail.get("product_id") else None,
-                requested=detail.get("requested"),
-                available=detail.get("available"),
-            ),
-            SOURCE,
-        )
-    if reservation.status is ReservationStatus.CANCELLED:
-        return cause.follow(
-            MessageType.INVENTORY_FAILED, InventoryFailed(reason=ORDER_CANCELLED), SOURCE
-        )
-    # reserved, or reserved and since released: the outcome of the reserve was a success
-    return cause.follow(
-        MessageType.INVENTORY_RESERVED, InventoryReserved(reservation_id=reservation.id), SOURCE
-    )
 
 
 async def preload(uow: UnitOfWork, messages: list[tuple[Envelope, object]]) -> None:
@@ -96,7 +69,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                     reservation.status,
                     reservation.failure_reason or {str(k): v for k, v in wanted.items()},
                 )
-            uow.emit(reserve_reply(envelope, reservation))
+            uow.emit(command_reply(envelope, reservation))
             await uow.commit()
 
     async def release(envelope: Envelope, command: ReleaseInventory) -> None:
@@ -122,13 +95,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                     reservation.id,
                     command.reason,
                 )
-            uow.emit(
-                envelope.follow(
-                    MessageType.INVENTORY_RELEASED,
-                    InventoryReleased(reservation_id=reservation.id),
-                    SOURCE,
-                )
-            )
+            uow.emit(compensation_reply(envelope, reservation))
             await uow.commit()
 
     return {MessageType.INVENTORY_RESERVE: reserve, MessageType.INVENTORY_RELEASE: release}

@@ -1,14 +1,13 @@
+"""Products and reservations on the write side: writes and locking reads on the unit of
+work's connection."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from inventory_service.domain import Product, Reservation, ReservationStatus
-from inventory_service.tables import products, reservations
 from shared_domain.db import Connection
 
 _RESERVATION_LOCK = "SELECT * FROM reservations WHERE order_id = $1 FOR UPDATE"
@@ -110,28 +109,3 @@ async def save_reservation(
         reservation.updated_at,
         *_stock(changed),
     )
-
-
-# ---------------------------------------------------------------- read side
-
-
-async def list_products(engine: AsyncEngine) -> list[Product]:
-    async with engine.connect() as conn:
-        rows = (await conn.execute(select(products).order_by(products.c.id))).all()
-    return [_product(r._mapping) for r in rows]
-
-
-async def get_product(engine: AsyncEngine, product_id: UUID) -> Product | None:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(select(products).where(products.c.id == product_id))
-        ).one_or_none()
-    return _product(row._mapping) if row else None
-
-
-async def reservation_for_order(engine: AsyncEngine, order_id: UUID) -> Reservation | None:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(select(reservations).where(reservations.c.order_id == order_id))
-        ).one_or_none()
-    return _reservation(row._mapping) if row else None

@@ -1,14 +1,12 @@
+"""Notifications on the write side: reads and writes on a writer connection."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from notification_service.domain import Notification, NotificationStatus
-from notification_service.tables import notifications
 from shared_domain.contracts import NotificationKind
 from shared_domain.db import Connection
 
@@ -33,8 +31,9 @@ async def find(conn: Connection, order_id: UUID, kind: NotificationKind) -> Noti
     return _notification(row) if row else None
 
 
-async def add(conn: Connection, notification: Notification) -> bool:
-    """False when one for this order and kind was recorded concurrently."""
+async def record(conn: Connection, notification: Notification) -> Notification:
+    """Insert the notification unless one for its order and kind is recorded already;
+    returns the one recorded (a concurrent duplicate's, if it came first)."""
     n = notification
     added = await conn.fetchval(
         _ADD,
@@ -50,16 +49,9 @@ async def add(conn: Connection, notification: Notification) -> bool:
         n.created_at,
         n.updated_at,
     )
-    return bool(added)
-
-
-async def for_order(engine: AsyncEngine, order_id: UUID) -> list[Notification]:
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(notifications)
-                .where(notifications.c.order_id == order_id)
-                .order_by(notifications.c.created_at)
-            )
-        ).all()
-    return [_notification(r._mapping) for r in rows]
+    if added:
+        return notification
+    recorded = await find(conn, n.order_id, n.kind)
+    if recorded is None:  # the conflicting row committed, or the insert would have waited
+        raise RuntimeError(f"{n.kind} notification for order {n.order_id} vanished")
+    return recorded

@@ -5,7 +5,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
 
-from order_service import repository, services
+from order_service import services, views
 from order_service.schemas import PlaceOrder
 from shared_domain.http import ApiError, JsonResponse, NotFound, envelope, request_id
 from shared_domain.runtime import RuntimeDep
@@ -30,7 +30,7 @@ async def place_order(
         ) from exc
     return envelope(
         request,
-        data=repository.view(order),
+        data=views.order_view(order),
         message="Order created" if created else "Order already created with this Idempotency-Key",
         status_code=201,
         headers=None if created else {"Idempotent-Replayed": "true"},
@@ -39,7 +39,7 @@ async def place_order(
 
 @router.get("/orders/{order_id}")
 async def get_order(order_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
-    order = await repository.order_with_history(rt.engine, order_id)
+    order = await views.order_with_history(rt.engine, order_id)
     if order is None:
         raise NotFound("order", order_id)
     return envelope(request, data=order, message="order found")
@@ -53,7 +53,7 @@ async def customer_orders(
     page: int = Query(1, ge=1),
     page_size: int = Query(20, ge=1, le=100),
 ) -> JsonResponse:
-    items, total = await repository.customer_orders(
+    items, total = await views.customer_orders(
         rt.engine, customer_id, page_size, (page - 1) * page_size
     )
     return envelope(

@@ -1,3 +1,5 @@
+"""Orders on the write side: writes and locking reads on the unit of work's connection."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -6,11 +8,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from order_service.domain import Order, OrderLine, OrderStatus
-from order_service.tables import order_status_history, orders
 from shared_domain.db import Connection, UnitOfWork
 from shared_domain.locked_rows import LockedRows
 
@@ -118,67 +116,3 @@ async def locked(uow: UnitOfWork, order_id: UUID) -> Order | None:
 async def by_idempotency_key(conn: Connection, key: str) -> Order | None:
     row = await conn.fetchrow(_BY_KEY, key)
     return _order(row) if row else None
-
-
-# ---------------------------------------------------------------- read side
-
-
-def view(order: Order) -> dict[str, Any]:
-    return {
-        "id": order.id,
-        "customer_id": order.customer_id,
-        "items": [
-            {
-                "product_id": i.product_id,
-                "quantity": i.quantity,
-                "price": i.price,
-                "subtotal": i.subtotal,
-            }
-            for i in order.items
-        ],
-        "total_amount": order.total_amount,
-        "status": order.status,
-        "shipping_address": order.shipping_address,
-        "saga_id": order.saga_id,
-        "failure_reason": order.failure_reason,
-        "created_at": order.created_at,
-        "updated_at": order.updated_at,
-    }
-
-
-async def order_with_history(engine: AsyncEngine, order_id: UUID) -> dict[str, Any] | None:
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(orders).where(orders.c.id == order_id))).one_or_none()
-        if row is None:
-            return None
-        history = (
-            await conn.execute(
-                select(order_status_history)
-                .where(order_status_history.c.order_id == order_id)
-                .order_by(order_status_history.c.id)
-            )
-        ).all()
-    data = view(_order(row._mapping))
-    data["status_history"] = [{"status": h.status, "reason": h.reason, "at": h.at} for h in history]
-    return data
-
-
-async def customer_orders(
-    engine: AsyncEngine, customer_id: UUID, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(orders)
-                .where(orders.c.customer_id == customer_id)
-                .order_by(orders.c.created_at.desc(), orders.c.id)
-                .limit(limit)
-                .offset(offset)
-            )
-        ).all()
-        total = (
-            await conn.execute(
-                select(func.count()).select_from(orders).where(orders.c.customer_id == customer_id)
-            )
-        ).scalar_one()
-    return [view(_order(r._mapping)) for r in rows], total

@@ -4,7 +4,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request
 
-from payment_service import repository
+from payment_service import views
 from shared_domain.http import JsonResponse, NotFound, envelope
 from shared_domain.runtime import RuntimeDep
 
@@ -13,7 +13,7 @@ router = APIRouter(tags=["payments"])
 
 @router.get("/orders/{order_id}/payment")
 async def get_payment(order_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
-    payment = await repository.for_order(rt.engine, order_id)
+    payment = await views.payment_for_order(rt.engine, order_id)
     if payment is None:
         raise NotFound("payment for order", order_id)
     return envelope(request, data=payment, message="payment found")

@@ -1,20 +1,20 @@
+"""Payments on the write side: reads and writes on a writer connection."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from payment_service.domain import Payment, PaymentStatus
-from payment_service.tables import payments
 from shared_domain.db import Connection
 
-_ADD = (
+_RECORD = (
     "INSERT INTO payments (id, order_id, customer_id, amount, status, failure_reason, "
-    "provider_reference, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    "provider_reference, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+    "ON CONFLICT (order_id) DO NOTHING RETURNING true"
 )
+_FIND = "SELECT * FROM payments WHERE order_id = $1"
 _LOCK = "SELECT * FROM payments WHERE order_id = $1 FOR UPDATE"
 _SAVE = "UPDATE payments SET status = $2, updated_at = $3, failure_reason = $4 WHERE id = $1"
 
@@ -25,16 +25,24 @@ def _payment(row: Mapping[Any, Any]) -> Payment:
     return Payment(**values)
 
 
+async def find(conn: Connection, order_id: UUID) -> Payment | None:
+    """What is recorded for the order, without a lock (before calling out)."""
+    row = await conn.fetchrow(_FIND, order_id)
+    return _payment(row) if row else None
+
+
 async def get_for_update(conn: Connection, order_id: UUID) -> Payment | None:
     row = await conn.fetchrow(_LOCK, order_id)
     return _payment(row) if row else None
 
 
-async def add(conn: Connection, payment: Payment) -> None:
-    """A concurrent duplicate hits the unique order_id and is retried as 'already done'."""
+async def record(conn: Connection, payment: Payment) -> Payment:
+    """Insert the payment unless one is recorded for its order already; returns the one
+    recorded. Two deliveries racing both call the provider with the same key, and the
+    second to record answers with the first's payment."""
     p = payment
-    await conn.execute(
-        _ADD,
+    added = await conn.fetchval(
+        _RECORD,
         p.id,
         p.order_id,
         p.customer_id,
@@ -45,17 +53,15 @@ async def add(conn: Connection, payment: Payment) -> None:
         p.created_at,
         p.updated_at,
     )
+    if added:
+        return payment
+    recorded = await get_for_update(conn, payment.order_id)
+    if recorded is None:  # the conflicting row committed, or the insert would have waited
+        raise RuntimeError(f"payment for order {payment.order_id} vanished")
+    return recorded
 
 
 async def save(conn: Connection, payment: Payment) -> None:
     await conn.execute(
         _SAVE, payment.id, payment.status.value, payment.updated_at, payment.failure_reason
     )
-
-
-async def for_order(engine: AsyncEngine, order_id: UUID) -> Payment | None:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(select(payments).where(payments.c.order_id == order_id))
-        ).one_or_none()
-    return _payment(row._mapping) if row else None

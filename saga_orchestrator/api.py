@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from saga_orchestrator import repository, services
+from saga_orchestrator import services, views
 from saga_orchestrator.admin import AdminDep
 from saga_orchestrator.dlq_api import router as dlq_router
 from saga_orchestrator.domain import SagaConflict, SagaStatus
@@ -31,7 +31,7 @@ async def list_sagas(
     page: int = Query(1, ge=1),
     page_size: int = Query(20, ge=1, le=200),
 ) -> JsonResponse:
-    items, total = await repository.list_sagas(
+    items, total = await views.list_sagas(
         rt.engine, status.value if status else None, page_size, (page - 1) * page_size
     )
     return envelope(
@@ -43,7 +43,7 @@ async def list_sagas(
 
 @router.get("/sagas/{saga_id}")
 async def get_saga(saga_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
-    saga = await repository.get_saga(rt.engine, saga_id)
+    saga = await views.get_saga(rt.engine, saga_id)
     if saga is None:
         raise NotFound("saga", saga_id)
     return envelope(request, data=saga, message="saga found")
@@ -59,7 +59,7 @@ async def retry_saga(
         raise NotFound("saga", saga_id) from None
     except SagaConflict as exc:
         raise ApiError(409, "saga_state_conflict", f"cannot retry saga {saga_id}: {exc}") from None
-    view = await repository.get_saga(rt.engine, saga_id)
+    view = await views.get_saga(rt.engine, saga_id)
     return envelope(
         request,
         data=view,
@@ -85,7 +85,7 @@ async def compensate_saga(
         raise ApiError(
             409, "saga_state_conflict", f"cannot compensate saga {saga_id}: {exc}"
         ) from None
-    view = await repository.get_saga(rt.engine, saga_id)
+    view = await views.get_saga(rt.engine, saga_id)
     return envelope(
         request, data=view, status_code=202, message=f"saga {saga_id} is being compensated"
     )
@@ -95,7 +95,7 @@ async def compensate_saga(
 async def audit_log(
     request: Request, rt: RuntimeDep, limit: int = Query(50, ge=1, le=1000)
 ) -> JsonResponse:
-    entries = await repository.list_audit(rt.engine, limit)
+    entries = await views.list_audit(rt.engine, limit)
     return envelope(request, data=entries, message=f"{len(entries)} audit entr(ies), newest first")
 
 

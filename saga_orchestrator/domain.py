@@ -27,9 +27,8 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
-from shared_domain.contracts import MessageType as T
-from shared_domain.contracts import NotificationKind
-from shared_domain.retry import Backoff
+from shared_domain.backoff import Backoff
+from shared_domain.contracts import MessageType, NotificationKind
 
 
 class SagaStatus(StrEnum):
@@ -74,23 +73,49 @@ class Step(StrEnum):
 
 
 SAGA = "saga"  # history entries about the saga as a whole, not one step
+
+
+class HistoryStatus(StrEnum):
+    """What one line of a saga's history records: a step entering a status, an attempt
+    of its command, or a change of the saga as a whole (step `saga`)."""
+
+    # a step entering one of its statuses (the values of StepStatus)
+    IN_PROGRESS = StepStatus.IN_PROGRESS.value
+    COMPLETED = StepStatus.COMPLETED.value
+    FAILED = StepStatus.FAILED.value
+    COMPENSATING = StepStatus.COMPENSATING.value
+    COMPENSATED = StepStatus.COMPENSATED.value
+    COMPENSATION_FAILED = StepStatus.COMPENSATION_FAILED.value
+    ABANDONED = StepStatus.ABANDONED.value
+    # another attempt of the step's command in flight
+    RESENT = "resent"
+    OVERDUE = "overdue"  # its deadline passed while messages were queued on its way
+    COMPENSATION_RETRY = "compensation retry"
+    # the saga as a whole (COMPLETED and FAILED above serve it too)
+    STARTED = "started"
+    CANCELLED = SagaStatus.CANCELLED.value
+    RETRY = "retry"
+    COMPENSATION_FORCED = "compensation forced"
+
+
 # History statuses a step may record more than once: attempts, not outcomes.
-RESENT, OVERDUE, COMPENSATION_RETRY = "resent", "overdue", "compensation retry"
-REPEATABLE = frozenset({RESENT, OVERDUE, COMPENSATION_RETRY})
+REPEATABLE = frozenset(
+    {HistoryStatus.RESENT, HistoryStatus.OVERDUE, HistoryStatus.COMPENSATION_RETRY}
+)
 
 FORWARD: tuple[Step, ...] = (Step.PAYMENT, Step.INVENTORY, Step.SHIPPING, Step.NOTIFICATION)
 CRITICAL: frozenset[Step] = frozenset({Step.PAYMENT, Step.INVENTORY, Step.SHIPPING})
 
 COMMAND = {
-    Step.PAYMENT: T.PAYMENT_PROCESS,
-    Step.INVENTORY: T.INVENTORY_RESERVE,
-    Step.SHIPPING: T.SHIPPING_CREATE,
-    Step.NOTIFICATION: T.NOTIFICATION_SEND,
+    Step.PAYMENT: MessageType.PAYMENT_PROCESS,
+    Step.INVENTORY: MessageType.INVENTORY_RESERVE,
+    Step.SHIPPING: MessageType.SHIPPING_CREATE,
+    Step.NOTIFICATION: MessageType.NOTIFICATION_SEND,
 }
 COMPENSATION = {
-    Step.PAYMENT: T.PAYMENT_REFUND,
-    Step.INVENTORY: T.INVENTORY_RELEASE,
-    Step.SHIPPING: T.SHIPPING_CANCEL,
+    Step.PAYMENT: MessageType.PAYMENT_REFUND,
+    Step.INVENTORY: MessageType.INVENTORY_RELEASE,
+    Step.SHIPPING: MessageType.SHIPPING_CANCEL,
 }
 
 
@@ -101,21 +126,21 @@ class Outcome(StrEnum):
     COMPENSATION_FAILED = "compensation_failed"
 
 
-REPLIES: dict[T, tuple[Step, Outcome]] = {
-    T.PAYMENT_PROCESSED: (Step.PAYMENT, Outcome.SUCCEEDED),
-    T.PAYMENT_FAILED: (Step.PAYMENT, Outcome.FAILED),
-    T.PAYMENT_REFUNDED: (Step.PAYMENT, Outcome.COMPENSATED),
-    T.PAYMENT_REFUND_FAILED: (Step.PAYMENT, Outcome.COMPENSATION_FAILED),
-    T.INVENTORY_RESERVED: (Step.INVENTORY, Outcome.SUCCEEDED),
-    T.INVENTORY_FAILED: (Step.INVENTORY, Outcome.FAILED),
-    T.INVENTORY_RELEASED: (Step.INVENTORY, Outcome.COMPENSATED),
-    T.INVENTORY_RELEASE_FAILED: (Step.INVENTORY, Outcome.COMPENSATION_FAILED),
-    T.SHIPPING_CREATED: (Step.SHIPPING, Outcome.SUCCEEDED),
-    T.SHIPPING_FAILED: (Step.SHIPPING, Outcome.FAILED),
-    T.SHIPPING_CANCELLED: (Step.SHIPPING, Outcome.COMPENSATED),
-    T.SHIPPING_CANCEL_FAILED: (Step.SHIPPING, Outcome.COMPENSATION_FAILED),
-    T.NOTIFICATION_SENT: (Step.NOTIFICATION, Outcome.SUCCEEDED),
-    T.NOTIFICATION_FAILED: (Step.NOTIFICATION, Outcome.FAILED),
+REPLIES: dict[MessageType, tuple[Step, Outcome]] = {
+    MessageType.PAYMENT_PROCESSED: (Step.PAYMENT, Outcome.SUCCEEDED),
+    MessageType.PAYMENT_FAILED: (Step.PAYMENT, Outcome.FAILED),
+    MessageType.PAYMENT_REFUNDED: (Step.PAYMENT, Outcome.COMPENSATED),
+    MessageType.PAYMENT_REFUND_FAILED: (Step.PAYMENT, Outcome.COMPENSATION_FAILED),
+    MessageType.INVENTORY_RESERVED: (Step.INVENTORY, Outcome.SUCCEEDED),
+    MessageType.INVENTORY_FAILED: (Step.INVENTORY, Outcome.FAILED),
+    MessageType.INVENTORY_RELEASED: (Step.INVENTORY, Outcome.COMPENSATED),
+    MessageType.INVENTORY_RELEASE_FAILED: (Step.INVENTORY, Outcome.COMPENSATION_FAILED),
+    MessageType.SHIPPING_CREATED: (Step.SHIPPING, Outcome.SUCCEEDED),
+    MessageType.SHIPPING_FAILED: (Step.SHIPPING, Outcome.FAILED),
+    MessageType.SHIPPING_CANCELLED: (Step.SHIPPING, Outcome.COMPENSATED),
+    MessageType.SHIPPING_CANCEL_FAILED: (Step.SHIPPING, Outcome.COMPENSATION_FAILED),
+    MessageType.NOTIFICATION_SENT: (Step.NOTIFICATION, Outcome.SUCCEEDED),
+    MessageType.NOTIFICATION_FAILED: (Step.NOTIFICATION, Outcome.FAILED),
 }
 
 
@@ -170,7 +195,7 @@ class Outgoing:
     """A message the saga wants sent: a command to a service (with its own id, kept
     across re-sends) or an order event (a fresh id)."""
 
-    type: T
+    type: MessageType
     payload: dict[str, Any]
     delay: float = 0.0
     # Left out of equality: two messages with the same content are the same instruction.
@@ -183,7 +208,7 @@ class Transition:
     """One line of the saga's history."""
 
     step: str
-    status: str
+    status: HistoryStatus
     message_type: str
     detail: str | None = None
 
@@ -267,11 +292,11 @@ class Saga:
 
     def start(self, now: datetime, policy: SagaPolicy) -> list[Outgoing]:
         self.created_at = self.updated_at = now
-        self._log(SAGA, "started", T.ORDER_CREATED.value)
-        return [Outgoing(T.ORDER_PROCESSING, {}), self._begin(Step.PAYMENT, now, policy)]
+        self._log(SAGA, HistoryStatus.STARTED, MessageType.ORDER_CREATED.value)
+        return [Outgoing(MessageType.ORDER_PROCESSING, {}), self._begin(Step.PAYMENT, now, policy)]
 
     def handle(
-        self, reply: T, payload: dict[str, Any], now: datetime, policy: SagaPolicy
+        self, reply: MessageType, payload: dict[str, Any], now: datetime, policy: SagaPolicy
     ) -> list[Outgoing] | None:
         """Apply a reply. Returns the messages to send, or None when the reply does not
         fit the saga's state (a duplicate or a late, out-of-order reply): ignored."""
@@ -308,7 +333,7 @@ class Saga:
             delay = policy.compensation_delay(state.compensation_attempts - 1)
             self._log(
                 step,
-                COMPENSATION_RETRY,
+                HistoryStatus.COMPENSATION_RETRY,
                 reply.value,
                 f"attempt {state.compensation_attempts} in {delay:.1f}s: {reason}",
             )
@@ -346,7 +371,7 @@ class Saga:
                     step,
                     now,
                     policy,
-                    OVERDUE,
+                    HistoryStatus.OVERDUE,
                     f"{waiting} message(s) queued on its way, no copy sent",
                 )
                 return []
@@ -370,14 +395,16 @@ class Saga:
             for step in failed:
                 self.steps[step].status = StepStatus.COMPENSATION_PENDING
             self.status = SagaStatus.COMPENSATING
-            self._log(SAGA, "retry", "admin", "retrying compensation of " + ", ".join(failed))
+            self._log(
+                SAGA, HistoryStatus.RETRY, "admin", "retrying compensation of " + ", ".join(failed)
+            )
             return self._compensate_next(now, policy)
         if self.is_terminal:
             raise SagaConflict(f"saga is {self.status.value}; there is nothing to retry")
         current = self.current_step
         if current is None:
             raise SagaConflict(f"saga is {self.status.value} but has no step in flight")
-        self._log(SAGA, "retry", "admin", f"re-sending the {current.value} step")
+        self._log(SAGA, HistoryStatus.RETRY, "admin", f"re-sending the {current.value} step")
         return [self._resend(current, now, policy, "retry requested", restart=True)]
 
     def force_compensation(self, now: datetime, policy: SagaPolicy, reason: str) -> list[Outgoing]:
@@ -393,7 +420,7 @@ class Saga:
                 f"saga is {self.status.value}; only a running saga can be compensated{hint}"
             )
         self.failure_reason = f"compensation forced: {reason}"
-        self._log(SAGA, "compensation forced", "admin", reason)
+        self._log(SAGA, HistoryStatus.COMPENSATION_FORCED, "admin", reason)
         for step in FORWARD:
             if self.steps[step].status is StepStatus.IN_PROGRESS:
                 self._finish(step, StepStatus.ABANDONED, "admin", now, error=self.failure_reason)
@@ -404,7 +431,7 @@ class Saga:
     def _dispatch(
         self,
         step: Step,
-        command: T,
+        command: MessageType,
         payload: dict[str, Any],
         now: datetime,
         policy: SagaPolicy,
@@ -422,7 +449,7 @@ class Saga:
         self, step: Step, now: datetime, policy: SagaPolicy, why: str, restart: bool = False
     ) -> Outgoing:
         state = self.steps[step]
-        command = self._next_attempt(step, now, policy, RESENT, why, restart)
+        command = self._next_attempt(step, now, policy, HistoryStatus.RESENT, why, restart)
         return Outgoing(
             command,
             self._payload_for(step, command),
@@ -435,10 +462,10 @@ class Saga:
         step: Step,
         now: datetime,
         policy: SagaPolicy,
-        status: str,
+        status: HistoryStatus,
         why: str,
         restart: bool = False,
-    ) -> T:
+    ) -> MessageType:
         """Count one more attempt of the step's command in flight and wait for it anew."""
         state = self.steps[step]
         command = COMPENSATION[step] if state.status is StepStatus.COMPENSATING else COMMAND[step]
@@ -455,7 +482,7 @@ class Saga:
         state.status = StepStatus.IN_PROGRESS
         state.attempts += 1
         state.started_at = now
-        self._log(step, StepStatus.IN_PROGRESS.value, COMMAND[step].value)
+        self._log(step, HistoryStatus.IN_PROGRESS, COMMAND[step].value)
         return self._dispatch(step, COMMAND[step], self._command_payload(step), now, policy)
 
     def _undo(self, step: Step, now: datetime, policy: SagaPolicy, delay: float = 0.0) -> Outgoing:
@@ -472,7 +499,7 @@ class Saga:
         state.error = error
         state.deadline = None
         self.updated_at = now
-        self._log(step, status.value, str(cause), error)
+        self._log(step, HistoryStatus(status.value), str(cause), error)
 
     def _give_up_compensation(
         self, step: Step, cause: str, reason: str, now: datetime, policy: SagaPolicy
@@ -499,8 +526,8 @@ class Saga:
         if self.status is not SagaStatus.RUNNING:
             return []  # the order_cancelled notice of an already-cancelled saga
         self.status = SagaStatus.COMPLETED
-        self._log(SAGA, SagaStatus.COMPLETED.value, str(cause))
-        return [Outgoing(T.ORDER_COMPLETED, {"notification_failed": failed})]
+        self._log(SAGA, HistoryStatus.COMPLETED, str(cause))
+        return [Outgoing(MessageType.ORDER_COMPLETED, {"notification_failed": failed})]
 
     def _compensate_next(self, now: datetime, policy: SagaPolicy) -> list[Outgoing]:
         self.status = SagaStatus.COMPENSATING
@@ -509,7 +536,7 @@ class Saga:
             if step in CRITICAL and state.status in TO_UNDO:
                 state.status = StepStatus.COMPENSATING
                 state.compensation_attempts = 1
-                self._log(step, StepStatus.COMPENSATING.value, COMPENSATION[step].value)
+                self._log(step, HistoryStatus.COMPENSATING, COMPENSATION[step].value)
                 return [self._undo(step, now, policy)]
         if any(s.status is StepStatus.COMPENSATION_FAILED for s in self.steps.values()):
             return self._fail(now)
@@ -519,36 +546,36 @@ class Saga:
         """A compensation could not be done: the saga stops here for a human to look at."""
         self.status = SagaStatus.FAILED
         self.updated_at = now
-        self._log(SAGA, SagaStatus.FAILED.value, T.ORDER_FAILED.value, self.failure_reason)
-        return [Outgoing(T.ORDER_FAILED, {"reason": self.failure_reason})]
+        self._log(SAGA, HistoryStatus.FAILED, MessageType.ORDER_FAILED.value, self.failure_reason)
+        return [Outgoing(MessageType.ORDER_FAILED, {"reason": self.failure_reason})]
 
     def _cancel(self, now: datetime, policy: SagaPolicy) -> list[Outgoing]:
         self.status = SagaStatus.CANCELLED
         self.updated_at = now
         reason = self.failure_reason or "cancelled"
-        self._log(SAGA, SagaStatus.CANCELLED.value, T.ORDER_CANCELLED.value, reason)
+        self._log(SAGA, HistoryStatus.CANCELLED, MessageType.ORDER_CANCELLED.value, reason)
         notice = self.steps[Step.NOTIFICATION]
         notice.status = StepStatus.IN_PROGRESS
         notice.attempts += 1
         notice.started_at = now
         self._log(
             Step.NOTIFICATION,
-            StepStatus.IN_PROGRESS.value,
-            T.NOTIFICATION_SEND.value,
+            HistoryStatus.IN_PROGRESS,
+            MessageType.NOTIFICATION_SEND.value,
             NotificationKind.ORDER_CANCELLED.value,
         )
         return [
-            Outgoing(T.ORDER_CANCELLED, {"reason": reason}),
+            Outgoing(MessageType.ORDER_CANCELLED, {"reason": reason}),
             self._dispatch(
                 Step.NOTIFICATION,
-                T.NOTIFICATION_SEND,
+                MessageType.NOTIFICATION_SEND,
                 self._notification_payload(NotificationKind.ORDER_CANCELLED, reason),
                 now,
                 policy,
             ),
         ]
 
-    def _payload_for(self, step: Step, command: T) -> dict[str, Any]:
+    def _payload_for(self, step: Step, command: MessageType) -> dict[str, Any]:
         """The payload of the command in flight, rebuilt identically for a re-send."""
         if command is COMPENSATION.get(step):
             return self._compensation_payload()
@@ -574,5 +601,7 @@ class Saga:
     def _compensation_payload(self) -> dict[str, Any]:
         return {"reason": self.failure_reason or "saga compensation"}
 
-    def _log(self, step: str, status: str, message_type: str, detail: str | None = None) -> None:
+    def _log(
+        self, step: str, status: HistoryStatus, message_type: str, detail: str | None = None
+    ) -> None:
         self.history.append(Transition(str(step), status, message_type, detail))

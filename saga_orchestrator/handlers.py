@@ -1,13 +1,14 @@
-"""Message handlers: open a unit of work, load the saga, let the domain decide, commit."""
+"""Message handlers, one per message type the orchestrator consumes: open a unit of work,
+load the saga, let the domain decide, save, emit, commit."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from uuid import uuid4
 
 from saga_orchestrator import repository
-from saga_orchestrator.domain import REPLIES, Outgoing, Saga, SagaPolicy
+from saga_orchestrator.domain import REPLIES, Saga, SagaPolicy
+from saga_orchestrator.messages import describe, emit
 from saga_orchestrator.settings import Settings
 from shared_domain.contracts import Envelope, MessageType, OrderCreated, utcnow
 from shared_domain.db import UnitOfWork
@@ -15,33 +16,6 @@ from shared_domain.messaging.consumer import Handler, PermanentError
 from shared_domain.runtime import Runtime
 
 log = logging.getLogger(__name__)
-SOURCE = "saga_orchestrator"
-
-
-def emit(uow: UnitOfWork, saga: Saga, outgoing: list[Outgoing], cause: Envelope | None) -> None:
-    """Stage the saga's messages. A command keeps the id the saga gave it, so a re-send
-    is the same message to the service's inbox."""
-    for out in outgoing:
-        uow.emit(
-            Envelope(
-                message_id=out.message_id or uuid4(),
-                type=out.type.value,
-                saga_id=saga.id,
-                order_id=saga.order_id,
-                correlation_id=saga.correlation_id or (cause.correlation_id if cause else ""),
-                causation_id=cause.message_id if cause else None,
-                source=SOURCE,
-                attempt=out.attempt,
-                payload=out.payload,
-            ),
-            delay=out.delay,
-        )
-
-
-def describe(saga: Saga, outgoing: list[Outgoing]) -> str:
-    reason = f" ({saga.failure_reason})" if saga.is_terminal and saga.failure_reason else ""
-    sent = ", ".join(f"{o.type}" + (f" #{o.attempt}" if o.attempt > 1 else "") for o in outgoing)
-    return f"saga {saga.status}{reason}, next: {sent or 'nothing'}"
 
 
 _REPLY_TYPES = frozenset(reply.value for reply in REPLIES)

@@ -1,4 +1,4 @@
-"""Persistence of sagas. Writers lock the saga row and bump its version, so two
+"""Sagas on the write side. Writers lock the saga row and bump its version, so two
 orchestrator replicas can never advance one saga twice."""
 
 from __future__ import annotations
@@ -9,11 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from saga_orchestrator.domain import Saga, SagaStatus, Step, StepState
-from saga_orchestrator.tables import admin_audit, saga_history, sagas
 from shared_domain.db import Connection, UnitOfWork
 from shared_domain.locked_rows import LockedRows
 
@@ -187,69 +183,6 @@ def _saga(row: Mapping[Any, Any]) -> Saga:
 _SAGAS = LockedRows("sagas", _saga)
 
 
-# ---------------------------------------------------------------- read side
-
-
-def _view(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "order_id": row.order_id,
-        "status": row.status,
-        "current_step": row.current_step,
-        "failure_reason": row.failure_reason,
-        "steps": row.steps,
-        "version": row.version,
-        "deadline_at": row.deadline_at,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    }
-
-
-async def list_sagas(
-    engine: AsyncEngine, status: str | None, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    query = select(sagas)
-    count = select(func.count()).select_from(sagas)
-    if status:
-        query = query.where(sagas.c.status == status)
-        count = count.where(sagas.c.status == status)
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                query.order_by(sagas.c.created_at.desc()).limit(limit).offset(offset)
-            )
-        ).all()
-        total = (await conn.execute(count)).scalar_one()
-    return [_view(r) for r in rows], total
-
-
-async def get_saga(engine: AsyncEngine, saga_id: UUID) -> dict[str, Any] | None:
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(sagas).where(sagas.c.id == saga_id))).one_or_none()
-        if row is None:
-            return None
-        history = (
-            await conn.execute(
-                select(saga_history)
-                .where(saga_history.c.saga_id == saga_id)
-                .order_by(saga_history.c.id)
-            )
-        ).all()
-    view = _view(row)
-    view["order"] = row.order_data
-    view["history"] = [
-        {
-            "step": h.step,
-            "status": h.status,
-            "message_type": h.message_type,
-            "detail": h.detail,
-            "at": h.at,
-        }
-        for h in history
-    ]
-    return view
-
-
 # ---------------------------------------------------------------- admin audit log
 
 
@@ -265,12 +198,3 @@ async def record_audit(
     request_id: str | None,
 ) -> None:
     await conn.execute(_AUDIT, at, action, target, actor, outcome, detail, request_id)
-
-
-async def list_audit(engine: AsyncEngine, limit: int) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(select(admin_audit).order_by(admin_audit.c.id.desc()).limit(limit))
-        ).all()
-    # str(): column names are a str subclass, which orjson refuses as keys
-    return [{str(k): v for k, v in row._asdict().items()} for row in rows]

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from saga_orchestrator import repository
 from saga_orchestrator.domain import Outgoing, Saga, SagaConflict
-from saga_orchestrator.handlers import describe, emit
+from saga_orchestrator.messages import describe, emit
 from saga_orchestrator.settings import Settings
 from shared_domain.contracts import utcnow
 from shared_domain.runtime import Runtime

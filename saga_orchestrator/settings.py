@@ -1,7 +1,7 @@
 from pydantic import Field, SecretStr, field_validator
 
 from saga_orchestrator.domain import FORWARD, SagaPolicy, Step, StepTimeout
-from shared_domain.retry import Backoff
+from shared_domain.backoff import Backoff
 from shared_domain.settings import ServiceSettings
 
 

@@ -10,7 +10,7 @@ import logging
 
 from saga_orchestrator import repository
 from saga_orchestrator.domain import SagaPolicy, Step
-from saga_orchestrator.handlers import describe, emit
+from saga_orchestrator.messages import describe, emit
 from saga_orchestrator.settings import Settings
 from shared_domain.contracts import utcnow
 from shared_domain.messaging.topology import (

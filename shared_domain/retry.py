@@ -1,8 +1,7 @@
 """Retry policies, declared once and used everywhere.
 
-- `Backoff`: the one exponential-backoff-with-jitter formula. The consumer uses it for
-  redelivery delays, the saga for compensation retries and for re-sending a command whose
-  step timed out.
+- `Backoff` (in `shared_domain.backoff`, pure): the one backoff formula. The consumer uses
+  it for redelivery delays, the saga for compensation retries and command re-sends.
 - `startup_retrying`: waiting for a dependency while a process starts.
 - `call_retrying`: a few quick tries of an outbound call (payment provider, carrier, mail).
 - `is_outage`: whether a failure means "a dependency is unreachable" rather than "this
@@ -12,10 +11,8 @@
 
 from __future__ import annotations
 
-import random
 import socket
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError
@@ -27,24 +24,6 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """delay(n) for retry n (0-based): base * 2**n capped at `maximum`, less a random share
-    of at most `jitter` of it, so that many clients retrying at once spread out.
-    With jitter 0 the delay is exact."""
-
-    base: float
-    maximum: float
-    jitter: float = 0.5
-
-    def ceiling(self, retry: int) -> float:
-        return float(min(self.maximum, self.base * (2 ** min(retry, 62))))
-
-    def delay(self, retry: int, rand: Callable[[], float] = random.random) -> float:
-        ceiling = self.ceiling(retry)
-        return ceiling - ceiling * self.jitter * rand()
 
 
 def startup_retrying(timeout: float, *errors: type[BaseException]) -> AsyncRetrying:

@@ -19,6 +19,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared_domain import migrations, pg
+from shared_domain.backoff import Backoff
 from shared_domain.batching import Batcher, Preload, joined_unit_of_work
 from shared_domain.contracts import Envelope
 from shared_domain.db import UnitOfWork, create_engine, create_pool
@@ -34,7 +35,7 @@ from shared_domain.messaging.broker import Broker
 from shared_domain.messaging.consumer import Consumer, Handler
 from shared_domain.messaging.topology import QueueSpec
 from shared_domain.outbox import OutboxRelay
-from shared_domain.retry import Backoff, startup_retrying
+from shared_domain.retry import startup_retrying
 from shared_domain.settings import ServiceSettings
 
 log = logging.getLogger(__name__)

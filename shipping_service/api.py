@@ -6,14 +6,14 @@ from fastapi import APIRouter, Request
 
 from shared_domain.http import JsonResponse, NotFound, envelope
 from shared_domain.runtime import RuntimeDep
-from shipping_service import repository
+from shipping_service import views
 
 router = APIRouter(tags=["shipments"])
 
 
 @router.get("/orders/{order_id}/shipment")
 async def get_shipment(order_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
-    shipment = await repository.for_order(rt.engine, order_id)
+    shipment = await views.shipment_for_order(rt.engine, order_id)
     if shipment is None:
         raise NotFound("shipment for order", order_id)
     return envelope(request, data=shipment, message="shipment found")

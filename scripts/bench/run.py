@@ -389,7 +389,9 @@ def _figures(
         },
         "invariants": {"problems": problems[:50], "problem_count": len(problems)},
         "sagas_doing_a_step_twice": doubled,
-        "repeated_attempts": {status: attempts.get(status, 0) for status in sorted(REPEATABLE)},
+        "repeated_attempts": {
+            status.value: attempts.get(status, 0) for status in sorted(REPEATABLE)
+        },
     }
 
 

@@ -19,10 +19,11 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pydantic import BaseModel, ValidationError
 
+from shared_domain.backoff import Backoff
 from shared_domain.contracts import PAYLOADS, Envelope, MessageType, utcnow
 from shared_domain.messaging.broker import Broker, OutgoingMessage
 from shared_domain.messaging.topology import DEAD_LETTER_EXCHANGE, QueueSpec
-from shared_domain.retry import Backoff, is_outage
+from shared_domain.retry import is_outage
 
 log = logging.getLogger(__name__)
 

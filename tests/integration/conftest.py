@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +14,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 
 from inventory_service.app import SERVICE as INVENTORY
 from inventory_service.settings import Settings as InventorySettings
+from notification_service.app import SERVICE as NOTIFICATION
+from notification_service.settings import Settings as NotificationSettings
 from order_service.app import SERVICE as ORDER
 from order_service.schemas import PlaceOrder
 from order_service.settings import Settings as OrderSettings
@@ -24,10 +26,13 @@ from saga_orchestrator.app import SERVICE as ORCHESTRATOR
 from saga_orchestrator.domain import Saga
 from saga_orchestrator.settings import Settings as OrchestratorSettings
 from shared_domain import migrations
-from shared_domain.contracts import utcnow
+from shared_domain.contracts import PAYLOADS, Envelope, MessageType, utcnow
 from shared_domain.db import create_engine
+from shared_domain.messaging.consumer import Handler
 from shared_domain.runtime import Runtime, ServiceDefinition, ensure_database, seed
 from shared_domain.settings import ServiceSettings
+from shipping_service.app import SERVICE as SHIPPING
+from shipping_service.settings import Settings as ShippingSettings
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +84,24 @@ async def capture(channel: AbstractChannel, exchange: str, key: str = "#") -> Ca
     return captured
 
 
+def command(type_: MessageType, payload: dict[str, Any], order_id: uuid.UUID) -> Envelope:
+    """A message of the saga for `order_id`, as the orchestrator would send it."""
+    return Envelope(
+        type=type_.value,
+        saga_id=uuid.uuid4(),
+        order_id=order_id,
+        correlation_id="t",
+        source="test",
+        payload=payload,
+    )
+
+
+async def deliver(handlers: Mapping[MessageType, Handler], message: Envelope) -> None:
+    """Hand a message to its handler, as the consumer does once it has parsed it."""
+    type_ = MessageType(message.type)
+    await handlers[type_](message, PAYLOADS[type_].model_validate(message.payload))
+
+
 async def open_runtime(
     definition: ServiceDefinition[Any],
     settings_cls: type[ServiceSettings],
@@ -125,6 +148,29 @@ async def order_rt(vhost: str, db_prefix: str) -> AsyncIterator[Runtime[OrderSet
 @pytest.fixture
 async def inventory_rt(vhost: str, db_prefix: str) -> AsyncIterator[Runtime[InventorySettings]]:
     rt = await open_runtime(INVENTORY, InventorySettings, vhost, db_prefix)
+    yield rt
+    await rt.stop()
+
+
+@pytest.fixture
+async def shipping_rt(vhost: str, db_prefix: str) -> AsyncIterator[Runtime[ShippingSettings]]:
+    rt = await open_runtime(SHIPPING, ShippingSettings, vhost, db_prefix, SHIPPING_FAILURE_RATE=0.0)
+    yield rt
+    await rt.stop()
+
+
+@pytest.fixture
+async def notification_rt(
+    vhost: str, db_prefix: str
+) -> AsyncIterator[Runtime[NotificationSettings]]:
+    rt = await open_runtime(
+        NOTIFICATION,
+        NotificationSettings,
+        vhost,
+        db_prefix,
+        NOTIFICATION_FAILURE_RATE=0.0,
+        NOTIFICATION_RETRY_DELAY=0.01,
+    )
     yield rt
     await rt.stop()
 

@@ -13,10 +13,10 @@ import asyncpg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from shared_domain.backoff import Backoff
 from shared_domain.contracts import COMMANDS_EXCHANGE, Envelope, MessageType
 from shared_domain.messaging.consumer import Consumer, PermanentError
 from shared_domain.messaging.topology import PAYMENT_COMMANDS
-from shared_domain.retry import Backoff
 
 pytestmark = pytest.mark.integration
 

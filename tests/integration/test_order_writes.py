@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from order_service import services
+from order_service import handlers, services
 from order_service.domain import OrderStatus
 from shared_domain.contracts import Envelope, MessageType
 from tests.integration.conftest import order_request
@@ -67,10 +67,11 @@ async def test_status_events_update_the_order_and_append_its_history(order_rt) -
             payload=payload,
         )
 
-    await services.apply_status_event(order_rt, event(MessageType.ORDER_PROCESSING, {}))
+    on_status = handlers.build_handlers(order_rt)
+    await on_status[MessageType.ORDER_PROCESSING](event(MessageType.ORDER_PROCESSING, {}), None)
     failed = event(MessageType.ORDER_FAILED, {"reason": "payment_declined"})
-    await services.apply_status_event(order_rt, failed)
-    await services.apply_status_event(order_rt, failed)  # a redelivery changes nothing
+    await on_status[MessageType.ORDER_FAILED](failed, None)
+    await on_status[MessageType.ORDER_FAILED](failed, None)  # a redelivery changes nothing
     assert await history(order_rt, order.id) == [
         (OrderStatus.PENDING.value, "order placed"),
         (OrderStatus.PROCESSING.value, None),

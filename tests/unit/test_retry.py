@@ -6,7 +6,8 @@ import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from shared_domain.retry import Backoff, is_outage
+from shared_domain.backoff import Backoff
+from shared_domain.retry import is_outage
 
 
 def test_backoff_doubles_up_to_the_maximum_without_jitter() -> None:

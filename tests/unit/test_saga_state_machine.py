@@ -19,9 +19,9 @@ from saga_orchestrator.domain import (
     StepState,
     StepStatus,
 )
+from shared_domain.backoff import Backoff
 from shared_domain.contracts import PAYLOADS, Address, ItemLine, OrderCreated
 from shared_domain.contracts import MessageType as T
-from shared_domain.retry import Backoff
 
 
 def policy_of(max_attempts: int, base_delay: float, max_delay: float) -> SagaPolicy:

@@ -21,8 +21,8 @@ from saga_orchestrator.domain import (
     StepTimeout,
 )
 from saga_orchestrator.settings import Settings
+from shared_domain.backoff import Backoff
 from shared_domain.contracts import MessageType as T
-from shared_domain.retry import Backoff
 from tests.unit.test_saga_state_machine import NOW, ORDER, types
 
 TIMEOUT = 10.0

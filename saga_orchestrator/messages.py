@@ -1,0 +1,38 @@
+"""The envelopes the orchestrator sends: the saga's outgoing messages staged in the
+outbox, and the one-line account of them its logs and audit entries give."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+from saga_orchestrator.domain import Outgoing, Saga
+from shared_domain.contracts import Envelope
+from shared_domain.db import UnitOfWork
+
+SOURCE = "saga_orchestrator"
+
+
+def emit(uow: UnitOfWork, saga: Saga, outgoing: list[Outgoing], cause: Envelope | None) -> None:
+    """Stage the saga's messages. A command keeps the id the saga gave it, so a re-send
+    is the same message to the service's inbox."""
+    for out in outgoing:
+        uow.emit(
+            Envelope(
+                message_id=out.message_id or uuid4(),
+                type=out.type.value,
+                saga_id=saga.id,
+                order_id=saga.order_id,
+                correlation_id=saga.correlation_id or (cause.correlation_id if cause else ""),
+                causation_id=cause.message_id if cause else None,
+                source=SOURCE,
+                attempt=out.attempt,
+                payload=out.payload,
+            ),
+            delay=out.delay,
+        )
+
+
+def describe(saga: Saga, outgoing: list[Outgoing]) -> str:
+    reason = f" ({saga.failure_reason})" if saga.is_terminal and saga.failure_reason else ""
+    sent = ", ".join(f"{o.type}" + (f" #{o.attempt}" if o.attempt > 1 else "") for o in outgoing)
+    return f"saga {saga.status}{reason}, next: {sent or 'nothing'}"
