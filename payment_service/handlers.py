@@ -98,13 +98,14 @@ def build_handlers(
                     envelope.order_id, None, Decimal("0.00"), NOT_CHARGED, utcnow()
                 )
                 payment = await repository.record(uow.conn, tombstone)
-                if payment is not tombstone:
+                if payment.needs_refund:  # a charge was recorded since we looked
                     raise RecordedConcurrently(f"payment for order {envelope.order_id}")
-                uow.log_on_commit(
-                    log,
-                    "order %s: refund before any charge, recorded as not charged",
-                    payment.order_id,
-                )
+                if payment is tombstone:
+                    uow.log_on_commit(
+                        log,
+                        "order %s: refund before any charge, recorded as not charged",
+                        payment.order_id,
+                    )
             else:
                 payment = await repository.get_for_update(uow.conn, envelope.order_id) or recorded
                 if payment.needs_refund:  # refunded at the provider above
