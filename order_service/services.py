@@ -56,5 +56,10 @@ async def place_order(
         len(order.items),
         order.total_amount,
         order.saga_id,
+        extra={
+            "order_id": str(order.id),
+            "saga_id": str(order.saga_id),
+            "correlation_id": correlation_id,
+        },
     )
     return order, True

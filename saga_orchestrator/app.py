@@ -1,11 +1,11 @@
 """Wiring: what the orchestrator consumes, stores and serves."""
 
-from saga_orchestrator import tables
+from saga_orchestrator import metrics, tables
 from saga_orchestrator.api import router
 from saga_orchestrator.handlers import build_handlers, preload
 from saga_orchestrator.settings import Settings
 from saga_orchestrator.timeouts import watch_deadlines
-from shared_domain.messaging.topology import ORCHESTRATOR_EVENTS
+from shared_domain.messaging.topology import ALL_QUEUES, ORCHESTRATOR_EVENTS
 from shared_domain.runtime import ServiceDefinition
 
 SERVICE = ServiceDefinition(
@@ -19,4 +19,6 @@ SERVICE = ServiceDefinition(
     batches=True,  # database-only handlers
     preload=preload,
     background=(watch_deadlines,),
+    dead_letter_queues=tuple(q.dlq for q in ALL_QUEUES),  # it runs the dead-letter tooling
+    readings=metrics.readings,
 )

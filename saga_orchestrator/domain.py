@@ -152,9 +152,11 @@ class StepState:
     finished_at: datetime | None = None
     error: str | None = None
     compensation_attempts: int = 0
-    # The command in flight: its id (re-sent unchanged), how often it was sent, and when
-    # the saga stops waiting for its reply.
+    # The command in flight: its id (re-sent unchanged), when it was first sent (a
+    # scheduled one: when it is due), how often it was sent, and when the saga stops
+    # waiting for its reply.
     command_id: UUID | None = None
+    sent_at: datetime | None = None
     sends: int = 0
     deadline: datetime | None = None
 
@@ -167,6 +169,7 @@ class StepState:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "error": self.error,
             "command_id": str(self.command_id) if self.command_id else None,
+            "sent_at": self.sent_at.isoformat() if self.sent_at else None,
             "sends": self.sends,
             "deadline": self.deadline.isoformat() if self.deadline else None,
         }
@@ -181,6 +184,7 @@ class StepState:
             finished_at=_dt(raw.get("finished_at")),
             error=raw.get("error"),
             command_id=UUID(raw["command_id"]) if raw.get("command_id") else None,
+            sent_at=_dt(raw.get("sent_at")),
             sends=raw.get("sends", 0),
             deadline=_dt(raw.get("deadline")),
         )
@@ -440,6 +444,7 @@ class Saga:
         """Send a new command for the step and start waiting for its reply."""
         state = self.steps[step]
         state.command_id = uuid4()
+        state.sent_at = now + timedelta(seconds=delay)
         state.sends = 1
         state.deadline = now + timedelta(seconds=delay + policy.wait(step, 1))
         self.updated_at = now

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from saga_orchestrator import repository
+from saga_orchestrator import metrics, repository
 from saga_orchestrator.domain import REPLIES, Saga, SagaPolicy
 from saga_orchestrator.messages import describe, emit
 from saga_orchestrator.settings import Settings
@@ -48,7 +48,9 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 )
                 await uow.commit()  # a repeat: nothing to keep
                 return
-            outgoing = saga.start(utcnow(), policy)
+            now = utcnow()
+            outgoing = saga.start(now, policy)
+            counted = metrics.tally(saga, now)
             if not await repository.add(uow.conn, saga):
                 uow.log_on_commit(
                     log,
@@ -58,6 +60,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 await uow.commit()
                 return
             emit(uow, saga, outgoing, envelope)
+            uow.on_commit(counted)
             uow.log_on_commit(
                 log,
                 "saga %s started for order %s (total %s)",
@@ -83,7 +86,8 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
             saga = await repository.locked(uow, envelope.saga_id)
             if saga is None:
                 raise PermanentError(f"{reply} refers to unknown saga {envelope.saga_id}")
-            outgoing = saga.handle(reply, envelope.payload, utcnow(), policy)
+            now = utcnow()
+            outgoing = saga.handle(reply, envelope.payload, now, policy)
             if outgoing is None:
                 step = REPLIES[reply][0]
                 uow.log_on_commit(
@@ -97,6 +101,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 )
                 await uow.commit()
                 return
+            uow.on_commit(metrics.tally(saga, now))
             repository.save_at_commit(uow, saga)
             emit(uow, saga, outgoing, envelope)
             uow.log_on_commit(

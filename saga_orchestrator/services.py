@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from saga_orchestrator import repository
+from saga_orchestrator import metrics, repository
 from saga_orchestrator.domain import Outgoing, Saga, SagaConflict
 from saga_orchestrator.messages import describe, emit
 from saga_orchestrator.settings import Settings
@@ -66,7 +67,7 @@ async def _operate(
     action: str,
     saga_id: UUID,
     actor: Actor,
-    change: Callable[[Saga], list[Outgoing]],
+    change: Callable[[Saga, datetime], list[Outgoing]],
 ) -> Saga:
     target = f"saga {saga_id}"
     async with rt.uow() as uow:
@@ -77,14 +78,16 @@ async def _operate(
             )
             await uow.commit()
             raise SagaNotFound(saga_id)
+        now = utcnow()
         try:
-            outgoing = change(saga)
+            outgoing = change(saga, now)
         except SagaConflict as exc:
             await repository.record_audit(
                 uow.conn, **_entry(action, target, actor, "conflict", str(exc))
             )
             await uow.commit()
             raise
+        uow.on_commit(metrics.tally(saga, now))
         repository.save_at_commit(uow, saga)
         emit(uow, saga, outgoing, None)
         await repository.record_audit(
@@ -96,7 +99,7 @@ async def _operate(
 
 async def retry_saga(rt: Runtime[Settings], saga_id: UUID, actor: Actor) -> Saga:
     policy = rt.settings.saga_policy()
-    return await _operate(rt, "saga.retry", saga_id, actor, lambda s: s.retry(utcnow(), policy))
+    return await _operate(rt, "saga.retry", saga_id, actor, lambda s, now: s.retry(now, policy))
 
 
 async def compensate_saga(rt: Runtime[Settings], saga_id: UUID, actor: Actor, reason: str) -> Saga:
@@ -106,5 +109,5 @@ async def compensate_saga(rt: Runtime[Settings], saga_id: UUID, actor: Actor, re
         "saga.compensate",
         saga_id,
         actor,
-        lambda s: s.force_compensation(utcnow(), policy, reason),
+        lambda s, now: s.force_compensation(now, policy, reason),
     )

@@ -8,10 +8,11 @@ import asyncio
 import contextlib
 import logging
 
-from saga_orchestrator import repository
-from saga_orchestrator.domain import SagaPolicy, Step
+from saga_orchestrator import metrics, repository
+from saga_orchestrator.domain import Outgoing, Saga, SagaPolicy, Step
 from saga_orchestrator.messages import describe, emit
 from saga_orchestrator.settings import Settings
+from shared_domain import logs
 from shared_domain.contracts import utcnow
 from shared_domain.messaging.topology import (
     INVENTORY_COMMANDS,
@@ -57,24 +58,32 @@ async def fire_due(rt: Runtime[Settings], policy: SagaPolicy, limit: int = BATCH
         for saga in due:
             step = saga.current_step
             outgoing = saga.on_timeout(now, policy, queued)
+            uow.on_commit(metrics.tally(saga, now, deadline_passed=True))
             repository.save_at_commit(uow, saga)
             emit(uow, saga, outgoing, None)
             changed.append((saga, step, outgoing))
         await uow.commit()
     for saga, step, outgoing in changed:
-        name = step.value if step else "no"
-        if not outgoing and not saga.is_terminal and step is not None:
-            log.info(
-                "order %s: %s step overdue, %d message(s) queued on its way: no copy sent",
-                saga.order_id,
-                name,
-                queued.get(step, 0),
-            )
-            continue
-        log.warning(
-            "order %s: %s step timed out -> %s", saga.order_id, name, describe(saga, outgoing)
-        )
+        with logs.bind(
+            saga_id=str(saga.id), order_id=str(saga.order_id), correlation_id=saga.correlation_id
+        ):
+            _log_timeout(saga, step, outgoing, queued)
     return len(due)
+
+
+def _log_timeout(
+    saga: Saga, step: Step | None, outgoing: list[Outgoing], queued: dict[Step, int]
+) -> None:
+    name = step.value if step else "no"
+    if not outgoing and not saga.is_terminal and step is not None:
+        log.info(
+            "order %s: %s step overdue, %d message(s) queued on its way: no copy sent",
+            saga.order_id,
+            name,
+            queued.get(step, 0),
+        )
+        return
+    log.warning("order %s: %s step timed out -> %s", saga.order_id, name, describe(saga, outgoing))
 
 
 async def watch_deadlines(rt: Runtime[Settings], stop: asyncio.Event) -> None:

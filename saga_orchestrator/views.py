@@ -46,6 +46,17 @@ async def list_sagas(
     return [_view(r) for r in rows], total
 
 
+async def count_by_status(engine: AsyncEngine, statuses: list[str]) -> dict[str, int]:
+    """Sagas in each of `statuses` (an index range per status)."""
+    query = (
+        select(sagas.c.status, func.count())
+        .where(sagas.c.status.in_(statuses))
+        .group_by(sagas.c.status)
+    )
+    async with engine.connect() as conn:
+        return {status: count for status, count in (await conn.execute(query)).tuples()}
+
+
 async def get_saga(engine: AsyncEngine, saga_id: UUID) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         row = (await conn.execute(select(sagas).where(sagas.c.id == saga_id))).one_or_none()

@@ -40,6 +40,7 @@ from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
 
+from shared_domain import logs
 from shared_domain.contracts import Envelope
 from shared_domain.db import Connection, UnitOfWork
 from shared_domain.messaging.consumer import Handler
@@ -105,6 +106,9 @@ class JoinedUnitOfWork(UnitOfWork):
         self, logger: logging.Logger, message: str, *args: object, level: int = logging.INFO
     ) -> None:
         self._shared.uow.log_on_commit(logger, message, *args, level=level)
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        self._shared.uow.on_commit(callback)
 
     async def __aexit__(
         self,
@@ -264,7 +268,8 @@ class Batcher:
             try:
                 for job in jobs:
                     shared.opened = False
-                    await job.handler(job.envelope, job.payload)
+                    with logs.bind_message(job.envelope):  # this task is not the consumer's
+                        await job.handler(job.envelope, job.payload)
                     if shared.skipped:
                         raise _Skipped
             finally:

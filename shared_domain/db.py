@@ -10,7 +10,7 @@ health checks and seeding, on a small engine of its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeAlias
 
@@ -18,8 +18,9 @@ import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from shared_domain import inbox
+from shared_domain import inbox, logs
 from shared_domain.contracts import Envelope, utcnow
+from shared_domain.metrics import OUTCOMES
 from shared_domain.outbox import OutboxRelay, StagedMessage, insert_and_commit_script, stage
 from shared_domain.pg import discard_if_broken, terminate
 from shared_domain.settings import ServiceSettings
@@ -124,7 +125,8 @@ class UnitOfWork:
         # its handlers at once, and what repositories keep to write as it commits.
         self.loaded: dict[Hashable, Any] = {}
         self._before_commit: dict[Hashable, Callable[[Connection], Awaitable[None]]] = {}
-        self._logs_on_commit: list[tuple[logging.Logger, int, str]] = []
+        self._logs_on_commit: list[tuple[logging.Logger, int, str, Mapping[str, str]]] = []
+        self._on_commit: list[Callable[[], None]] = []
         self.claimed = True
         self.committed = False
 
@@ -145,7 +147,12 @@ class UnitOfWork:
         """Begin the transaction if it has not begun, claiming `message` if given;
         False if that message was handled before."""
         if self._begun:
-            return message is None or await inbox.claim(self.conn, message.message_id, message.type)
+            if message is None:
+                return True
+            claimed = await inbox.claim(self.conn, message.message_id, message.type)
+            if not claimed:
+                OUTCOMES.duplicate(message.message_id)
+            return claimed
         if message is None:
             self._begun = True
             await self.conn.execute("BEGIN")
@@ -159,7 +166,10 @@ class UnitOfWork:
         if self._begun:
             raise RuntimeError("the transaction has begun already")
         self._begun = True  # from here on, whatever happens, a rollback is due
-        return await inbox.begin_and_claim(self.conn, [(m.message_id, m.type) for m in messages])
+        claimed = await inbox.begin_and_claim(self.conn, [(m.message_id, m.type) for m in messages])
+        if not claimed and len(messages) == 1:  # a batch's repeat is found when it replays
+            OUTCOMES.duplicate(messages[0].message_id)
+        return claimed
 
     async def __aexit__(
         self,
@@ -206,7 +216,14 @@ class UnitOfWork:
         could tell of work that was undone, or tell it twice. Formatted now: a later
         message of the batch may change the same objects."""
         if logger.isEnabledFor(level):
-            self._logs_on_commit.append((logger, level, message % args if args else message))
+            text = message % args if args else message
+            # with the ids of the message it is about: a batch logs after its last handler
+            self._logs_on_commit.append((logger, level, text, logs.fields()))
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the transaction has committed (never if it rolls back):
+        what it did is counted (metrics) only when it is kept."""
+        self._on_commit.append(callback)
 
     @property
     def staged(self) -> list[StagedMessage]:
@@ -230,8 +247,11 @@ class UnitOfWork:
         if status != "COMMIT":
             raise TransactionRolledBack(_ROLLED_BACK)
         self.committed = True
-        logs, self._logs_on_commit = self._logs_on_commit, []
-        for logger, level, text in logs:
-            logger.log(level, "%s", text)
+        lines, self._logs_on_commit = self._logs_on_commit, []
+        for logger, level, text, fields in lines:
+            logger.log(level, "%s", text, extra=dict(fields))
+        callbacks, self._on_commit = self._on_commit, []
+        for callback in callbacks:
+            callback()
         if self._relay is not None and self._staged:
             await self._relay.publish_committed(self._staged)

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared_domain import logs
 from shared_domain.contracts import utcnow
 from shared_domain.retry import is_outage
 
@@ -126,7 +127,8 @@ class RequestIdMiddleware:
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        with logs.bind(request_id=rid):
+            await self.app(scope, receive, send_with_id)
 
 
 _HTTP_CODES = {

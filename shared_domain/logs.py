@@ -1,19 +1,95 @@
-"""Plain, greppable log lines that name the service."""
+"""Log lines that say which order they are about.
+
+Two formats (LOG_FORMAT): `text`, readable lines that name the service (the local
+default), and `json`, one JSON object a line (python-json-logger) for a log pipeline.
+Either way every record made while a message is handled carries that message's
+`saga_id`, `order_id`, `message_id`, `correlation_id` and `message_type`, and every
+record made while a request is served its `request_id`: they are bound in a context
+variable (`bind`) and copied onto each record by a filter, so no call site passes them.
+In JSON they are fields; the text format leaves them out, its lines name the order
+already.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from types import MappingProxyType
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
+
+from shared_domain.contracts import Envelope
+
+_bound: ContextVar[Mapping[str, str]] = ContextVar("log_fields", default=MappingProxyType({}))
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        logging.Formatter(
-            f"%(asctime)s %(levelname)-7s [{service}] %(name)s: %(message)s",
-            datefmt="%H:%M:%S",
+def fields() -> Mapping[str, str]:
+    """What is bound now (to carry over to a record made later, elsewhere)."""
+    return _bound.get()
+
+
+@contextlib.contextmanager
+def bind(**values: str | None) -> Iterator[None]:
+    """Add fields to every record made inside the block (and in tasks it starts)."""
+    token = _bound.set({**_bound.get(), **{k: v for k, v in values.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _bound.reset(token)
+
+
+def message_fields(envelope: Envelope) -> dict[str, str]:
+    return {
+        "saga_id": str(envelope.saga_id),
+        "order_id": str(envelope.order_id),
+        "message_id": str(envelope.message_id),
+        "correlation_id": envelope.correlation_id,
+        "message_type": envelope.type,
+    }
+
+
+def bind_message(envelope: Envelope) -> contextlib.AbstractContextManager[None]:
+    return bind(**message_fields(envelope))
+
+
+class _BoundFields(logging.Filter):
+    """Copies the bound fields onto each record, unless the record has them already
+    (a line logged on commit carries those of the message it is about)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _bound.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+def _formatter(service: str, log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            static_fields={"service": service},
+            timestamp="time",  # ISO 8601, UTC
+            json_ensure_ascii=False,
+            # uvicorn's copy of its message with terminal colours in it
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         )
+    text = logging.Formatter(
+        f"%(asctime)s %(levelname)-7s [{service}] %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
+    text.converter = time.gmtime
+    return text
+
+
+def configure_logging(service: str, level: str = "INFO", log_format: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_formatter(service, log_format))
+    handler.addFilter(_BoundFields())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

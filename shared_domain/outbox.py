@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from shared_domain.contracts import Envelope, MessageType, exchange_for
 from shared_domain.messaging.broker import Broker, OutgoingMessage
+from shared_domain.metrics import MESSAGES_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from shared_domain.pg import connection
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,20 @@ _SWEEP = (
     "FOR UPDATE SKIP LOCKED"
 )
 _DELETE = "DELETE FROM outbox WHERE id = ANY($1::uuid[])"
+# The backlog is what the sweep has to publish: rows due and not published yet (the fast
+# path failed, their process died, or a scheduled retry's time has come). A fresh row is
+# not due during its grace period (the fast path has it in hand), and rows this process
+# published and not deleted yet are left out. The age counts from when a row became due.
+_BACKLOG = (
+    "SELECT count(*) AS backlog,"
+    " coalesce(extract(epoch FROM now() - min(available_at)), 0) AS oldest"
+    " FROM outbox WHERE available_at <= now() AND NOT (id = ANY($1::uuid[]))"
+)
+
+
+def _count_published(messages: list[OutgoingMessage]) -> None:
+    for m in messages:
+        MESSAGES_PUBLISHED.labels(m.exchange, m.message_type).inc()
 
 
 class OutboxRelay:
@@ -156,6 +171,7 @@ class OutboxRelay:
                 exc,
             )
             return
+        _count_published(now_ready)
         self._published.update(m.message_id for m in now_ready)
         self._wake_cleaner.set()
 
@@ -171,6 +187,13 @@ class OutboxRelay:
             self._published.update(ids)  # try again next time (or the sweep re-sends)
             raise
         return len(ids)
+
+    async def read_backlog(self) -> None:
+        """The backlog gauges, read from the table (shared by every replica)."""
+        async with connection(self._pool) as conn:
+            row = await conn.fetchrow(_BACKLOG, list(self._published))
+        OUTBOX_BACKLOG.set(row["backlog"])
+        OUTBOX_OLDEST_AGE.set(float(row["oldest"]))
 
     async def sweep_once(self) -> int:
         async with connection(self._pool) as conn, conn.transaction():
@@ -193,6 +216,7 @@ class OutboxRelay:
                 if str(r["id"]) not in self._published
             ]
             await self._broker.publish_many(messages)
+            _count_published(messages)
             await conn.execute(_DELETE, [r["id"] for r in rows])
         if messages:
             log.info("outbox sweep published %d message(s)", len(messages))

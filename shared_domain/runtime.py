@@ -13,12 +13,12 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import asyncpg
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared_domain import migrations, pg
+from shared_domain import metrics, migrations, pg
 from shared_domain.backoff import Backoff
 from shared_domain.batching import Batcher, Preload, joined_unit_of_work
 from shared_domain.contracts import Envelope
@@ -60,6 +60,10 @@ class ServiceDefinition(Generic[S]):
     preload: Preload | None = None
     # Extra loops the service runs beside its consumer until it stops.
     background: tuple[Callable[[Runtime[S], asyncio.Event], Coroutine[Any, Any, None]], ...] = ()
+    # The dead-letter queues whose depth its /metrics reports (default: its own queue's).
+    dead_letter_queues: tuple[str, ...] = ()
+    # Its own scrape-time readings, beside those every service takes (see shared_domain.metrics).
+    readings: Callable[[Runtime[S]], Mapping[str, metrics.Reading]] | None = None
 
 
 class Runtime(Generic[S]):
@@ -102,6 +106,32 @@ class Runtime(Generic[S]):
         return joined_unit_of_work(message) or UnitOfWork(
             self.pool, self.relay, self.settings.outbox_grace_period, message
         )
+
+    def readings(self) -> dict[str, metrics.Reading]:
+        """What a scrape reads afresh: the outbox backlog, the pools, dead-letter depths,
+        and the service's own."""
+        definition = self.definition
+        dead_letter_queues = list(definition.dead_letter_queues or (definition.queue.dlq,))
+
+        async def pools() -> None:
+            metrics.DB_POOL_IN_USE.labels("writers").set(
+                self.pool.get_size() - self.pool.get_idle_size()
+            )
+            metrics.DB_POOL_MAX.labels("writers").set(self.pool.get_max_size())
+            metrics.DB_POOL_IN_USE.labels("readers").set(self.engine.pool.checkedout())  # type: ignore[attr-defined]
+            metrics.DB_POOL_MAX.labels("readers").set(self.settings.db_read_pool_size)
+
+        async def dead_letters() -> None:
+            for queue, depth in (await self.broker.queue_depths(dead_letter_queues)).items():
+                metrics.DEAD_LETTERS.labels(queue).set(depth)
+
+        own = definition.readings(self) if definition.readings else {}
+        return {
+            "pools": pools,  # first: before the other readings borrow a connection
+            "outbox": self.relay.read_backlog,
+            "dead_letters": dead_letters,
+            **own,
+        }
 
     async def open_database(self) -> None:
         """The writers' pool and the outbox relay on it (no connection opened yet)."""
@@ -191,6 +221,7 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
     app = FastAPI(title=definition.title, lifespan=lifespan, default_response_class=JsonResponse)
     app.add_middleware(OutageMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(metrics.HttpMetricsMiddleware)  # added last: outermost
     install_error_handlers(app)
 
     def checks(request: Request) -> dict[str, Any]:
@@ -199,6 +230,12 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
             "database": database_check(runtime.engine, settings.db_display),
             "rabbitmq": broker_check(lambda: runtime.broker.is_connected, settings.amqp_display),
         }
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        await metrics.refresh(runtime_of(request).readings())
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     app.include_router(health_router(definition.name, checks), prefix="/api/v1")
     app.include_router(definition.router, prefix="/api/v1")
@@ -269,7 +306,7 @@ def prestart(definition: ServiceDefinition[Any], settings: ServiceSettings) -> N
 
 def main(definition: ServiceDefinition[Any]) -> None:
     settings = load_settings(definition)
-    configure_logging(definition.name, settings.log_level)
+    configure_logging(definition.name, settings.log_level, settings.log_format)
     try:
         prestart(definition, settings)
     except SystemExit as exc:

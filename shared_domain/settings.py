@@ -6,9 +6,10 @@ start with a message that names the variable.
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import quote
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
@@ -58,7 +59,12 @@ class ServiceSettings(BaseSettings):
 
     host: str = Field("0.0.0.0", validation_alias="HOST")
     port: int = Field(8000, ge=1, le=65535)
-    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = Field(
+        "INFO", validation_alias="LOG_LEVEL"
+    )
+    # text: readable lines naming the service; json: one object a line, with the ids of
+    # the message or request each line is about as fields (see shared_domain.logs).
+    log_format: Literal["text", "json"] = Field("text", validation_alias="LOG_FORMAT")
 
     # A message whose handler fails for a transient reason is retried this many times,
     # with exponential backoff starting at retry_base_delay, then dead-lettered. The
@@ -72,6 +78,16 @@ class ServiceSettings(BaseSettings):
     outbox_grace_period: float = Field(2.0, ge=0, le=600, validation_alias="OUTBOX_GRACE_PERIOD")
 
     startup_timeout: float = Field(60.0, gt=0, validation_alias="STARTUP_TIMEOUT")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_in_any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     def database_url(self, database: str | None = None) -> URL:
         return URL.create(

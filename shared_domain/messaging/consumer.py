@@ -13,16 +13,19 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pydantic import BaseModel, ValidationError
 
+from shared_domain import logs
 from shared_domain.backoff import Backoff
 from shared_domain.contracts import PAYLOADS, Envelope, MessageType, utcnow
 from shared_domain.messaging.broker import Broker, OutgoingMessage
 from shared_domain.messaging.topology import DEAD_LETTER_EXCHANGE, QueueSpec
+from shared_domain.metrics import HANDLER_DURATION, MESSAGES_CONSUMED, OUTCOMES
 from shared_domain.retry import is_outage
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,12 @@ Handler = Callable[[Envelope, Any], Awaitable[None]]
 Runner = Callable[[Handler, Envelope, Any], Awaitable[None]]
 
 RETRY_COUNT_HEADER = "x-retry-count"
+
+# What became of a message (the `outcome` label of messages_consumed_total).
+HANDLED = "handled"
+DUPLICATE = "duplicate"
+RETRIED = "retried"
+DEAD_LETTERED = "dead_lettered"
 OUTAGE_COUNT_HEADER = "x-outage-retries"
 
 
@@ -81,6 +90,7 @@ class Consumer:
             self._tag = None
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
         try:
             envelope = Envelope.model_validate_json(message.body)
             message_type = MessageType(envelope.type)
@@ -89,22 +99,39 @@ class Consumer:
                 raise PermanentError(f"{self._spec.name} has no handler for {envelope.type!r}")
             payload: BaseModel = PAYLOADS[message_type].model_validate(envelope.payload)
         except (ValidationError, ValueError, PermanentError) as exc:
-            await self._dead_letter(message, "invalid_message", _describe(exc))
+            with logs.bind(message_id=message.message_id, message_type=message.type):
+                await self._dead_letter(message, "invalid_message", _describe(exc))
+            self._observe(_known_type(message.type), DEAD_LETTERED, started)
             return
 
+        with logs.bind_message(envelope):
+            outcome = await self._handle(message, handler, envelope, payload)
+        if OUTCOMES.was_duplicate(envelope.message_id) and outcome == HANDLED:
+            outcome = DUPLICATE
+        self._observe(message_type, outcome, started)
+
+    async def _handle(
+        self, message: AbstractIncomingMessage, handler: Handler, envelope: Envelope, payload: Any
+    ) -> str:
+        """Run the handler and settle the message by its outcome; returns the outcome."""
         try:
             await self._run(handler, envelope, payload)
         except PermanentError as exc:
             await self._dead_letter(message, "rejected", str(exc), envelope)
-            return
+            return DEAD_LETTERED
         except Exception as exc:
-            await self._retry_or_dead_letter(message, exc, envelope)
-            return
+            return await self._retry_or_dead_letter(message, exc, envelope)
         await _settle(message.ack())
+        return HANDLED
+
+    def _observe(self, message_type: str, outcome: str, started: float) -> None:
+        MESSAGES_CONSUMED.labels(self._spec.name, message_type, outcome).inc()
+        HANDLER_DURATION.labels(message_type, outcome).observe(time.perf_counter() - started)
 
     async def _retry_or_dead_letter(
         self, message: AbstractIncomingMessage, exc: Exception, envelope: Envelope
-    ) -> None:
+    ) -> str:
+        """Schedule the message again or dead-letter it; returns which (the outcome)."""
         headers = dict(message.headers or {})
         retries = _count(headers, RETRY_COUNT_HEADER)
         error = _describe(exc)
@@ -120,7 +147,7 @@ class Consumer:
             )
             headers[OUTAGE_COUNT_HEADER] = outages + 1
             await self._schedule(message, headers, delay)
-            return
+            return RETRIED
         if retries >= self._max_retries:
             log.error(
                 "%s for order %s failed %d times, dead-lettering: %s",
@@ -130,7 +157,7 @@ class Consumer:
                 error,
             )
             await self._dead_letter(message, "retries_exhausted", error, envelope)
-            return
+            return DEAD_LETTERED
         delay = self._backoff.delay(retries)
         log.warning(
             "%s for order %s failed (%s); retry %d/%d in %.2fs",
@@ -144,6 +171,7 @@ class Consumer:
         headers[RETRY_COUNT_HEADER] = retries + 1
         headers["x-last-error"] = error[:500]
         await self._schedule(message, headers, delay)
+        return RETRIED
 
     async def _schedule(
         self, message: AbstractIncomingMessage, headers: dict[str, Any], delay: float
@@ -208,6 +236,15 @@ def _copy(
         correlation_id=message.correlation_id,
         headers=headers,
     )
+
+
+def _known_type(value: str | None) -> str:
+    """A label for a message that could not be read: its type if it names one, so that a
+    sender's bad messages cannot mint new series."""
+    try:
+        return MessageType(value or "").value
+    except ValueError:
+        return "unknown"
 
 
 def _count(headers: Mapping[str, Any], key: str) -> int:

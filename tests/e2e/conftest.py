@@ -173,5 +173,17 @@ async def api(
         )
 
 
+async def wait_for(check: Any, what: str, timeout: float = 20) -> Any:
+    """What `check` returns once it is truthy; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        await asyncio.sleep(0.1)
+
+
 def money(value: str | int | float) -> Decimal:
     return Decimal(str(value))

@@ -17,7 +17,7 @@ import pytest
 
 from shared_domain.contracts import COMMANDS_EXCHANGE, Envelope
 from shared_domain.messaging.topology import DEAD_LETTER_EXCHANGE, PAYMENT_COMMANDS
-from tests.e2e.conftest import ADMIN_KEY, Api, line
+from tests.e2e.conftest import ADMIN_KEY, Api, line, wait_for
 from tests.support import POISON_KEYS
 
 pytestmark = pytest.mark.e2e
@@ -46,17 +46,6 @@ async def wait_saga(api: Api, saga_id: str, status: str, timeout: float = 30) ->
             return saga
         if time.monotonic() > deadline:
             raise AssertionError(f"saga {saga_id} is not {status}: {saga}")
-        await asyncio.sleep(0.1)
-
-
-async def wait_for(check: Any, what: str, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
         await asyncio.sleep(0.1)
 
 

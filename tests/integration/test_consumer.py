@@ -12,6 +12,7 @@ import aio_pika
 import asyncpg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from prometheus_client import REGISTRY
 
 from shared_domain.backoff import Backoff
 from shared_domain.contracts import COMMANDS_EXCHANGE, Envelope, MessageType
@@ -78,6 +79,11 @@ async def consume(payment_rt, channel) -> AsyncIterator[Callable[[Handler], Awai
         await consumer.stop()
 
 
+def consumed(type_: str, outcome: str) -> float:
+    labels = {"queue": PAYMENT_COMMANDS.name, "type": type_, "outcome": outcome}
+    return REGISTRY.get_sample_value("messages_consumed_total", labels) or 0.0
+
+
 async def wait_for(predicate: Callable[[], bool], timeout: float = 5) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
@@ -113,6 +119,7 @@ async def test_poison_message_goes_straight_to_the_dlq(consume, channel, body, k
         handled.append(env)
 
     await consume(handler)
+    before = consumed("unknown", "dead_lettered")
     poison_id = await publish(channel, body, key)
     dead = await dead_letter(channel)
     assert dead.message_id == poison_id
@@ -120,6 +127,8 @@ async def test_poison_message_goes_straight_to_the_dlq(consume, channel, body, k
     assert dead.headers["x-dead-letter-reason"] == "invalid_message"
     assert expected_error in str(dead.headers["x-error"])
     assert dead.headers["x-original-routing-key"] == key
+    # counted once; sent without an AMQP type, it is counted under "unknown"
+    await wait_for(lambda: consumed("unknown", "dead_lettered") == before + 1)
 
     good = envelope()
     await publish(channel, good.model_dump_json().encode())
@@ -155,8 +164,14 @@ async def test_retries_are_bounded_then_dead_lettered(consume, channel):
         raise TimeoutError("downstream timeout")
 
     await consume(broken)
+    retried, dead_lettered = (
+        consumed("payment.process", "retried"),
+        consumed("payment.process", "dead_lettered"),
+    )
     message_id = await publish(channel, envelope().model_dump_json().encode())
     dead = await dead_letter(channel)
+    await wait_for(lambda: consumed("payment.process", "dead_lettered") == dead_lettered + 1)
+    assert consumed("payment.process", "retried") == retried + 2
     assert dead.message_id == message_id
     assert attempts == 3  # the first try and max_retries=2 retries
     assert dead.headers["x-dead-letter-reason"] == "retries_exhausted"

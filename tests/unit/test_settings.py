@@ -225,3 +225,23 @@ def test_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (url.host, url.port, url.database) == ("127.0.0.1", 5432, "payment_db")
     assert url.password == "s3cr@t"
     assert settings.database_url("postgres").database == "postgres"
+
+
+@pytest.mark.parametrize(("env", "allowed"), [("LOG_LEVEL", "'INFO'"), ("LOG_FORMAT", "'json'")])
+def test_an_unknown_log_level_or_format_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch, env: str, allowed: str
+) -> None:
+    from order_service.app import SERVICE
+
+    monkeypatch.setenv(env, "loud")
+    with pytest.raises(SystemExit) as info:
+        load_settings(SERVICE)
+    message = str(info.value.code)
+    assert f"{env}=" in message and allowed in message
+
+
+def test_log_level_and_format_are_read_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    settings = PaymentSettings()
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "json")
