@@ -272,6 +272,9 @@ class Saga:
     version: int = 0
     correlation_id: str = ""
     history: list[Transition] = field(default_factory=list)
+    # The W3C trace context the saga's trace continues from (its order.created's): kept
+    # with the saga for the deadline watcher and the operator's actions. Opaque here.
+    trace: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ queries
 

@@ -10,6 +10,7 @@ from saga_orchestrator import metrics, repository
 from saga_orchestrator.domain import REPLIES, Saga, SagaPolicy
 from saga_orchestrator.messages import describe, emit
 from saga_orchestrator.settings import Settings
+from shared_domain import tracing
 from shared_domain.contracts import Envelope, MessageType, OrderCreated, utcnow
 from shared_domain.db import UnitOfWork
 from shared_domain.messaging.consumer import Handler, PermanentError
@@ -37,6 +38,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
             order_id=envelope.order_id,
             order=order.model_dump(mode="json"),
             correlation_id=envelope.correlation_id,
+            trace=tracing.carrier_of_current(),
         )
         async with rt.uow(envelope) as uow:
             if not uow.claimed:

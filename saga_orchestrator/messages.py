@@ -32,6 +32,16 @@ def emit(uow: UnitOfWork, saga: Saga, outgoing: list[Outgoing], cause: Envelope 
         )
 
 
+def span_attributes(saga: Saga) -> dict[str, str]:
+    """What a span about the saga as a whole carries (see shared_domain.tracing)."""
+    step = saga.current_step
+    return {
+        "saga.id": str(saga.id),
+        "order.id": str(saga.order_id),
+        "saga.step": step.value if step else "",
+    }
+
+
 def describe(saga: Saga, outgoing: list[Outgoing]) -> str:
     reason = f" ({saga.failure_reason})" if saga.is_terminal and saga.failure_reason else ""
     sent = ", ".join(f"{o.type}" + (f" #{o.attempt}" if o.attempt > 1 else "") for o in outgoing)

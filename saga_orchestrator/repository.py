@@ -36,13 +36,13 @@ def _state(saga: Saga) -> tuple[Any, ...]:
 _ADD = (
     "WITH saga AS ("
     " INSERT INTO sagas (id, order_id, order_data, correlation_id, version, created_at,"
-    " status, current_step, failure_reason, steps, updated_at, deadline_at)"
-    " VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $11)"
+    " trace_context, status, current_step, failure_reason, steps, updated_at, deadline_at)"
+    " VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $11, $12)"
     " ON CONFLICT DO NOTHING RETURNING id"
     "), history AS ("
     " INSERT INTO saga_history (saga_id, step, status, message_type, detail, at)"
-    " SELECT saga.id, t.step, t.status, t.message_type, t.detail, $10"
-    " FROM saga, unnest($12::text[], $13::text[], $14::text[], $15::text[])"
+    " SELECT saga.id, t.step, t.status, t.message_type, t.detail, $11"
+    " FROM saga, unnest($13::text[], $14::text[], $15::text[], $16::text[])"
     " AS t(step, status, message_type, detail)"
     ") SELECT count(*) FROM saga"
 )
@@ -94,6 +94,7 @@ async def add(conn: Connection, saga: Saga) -> bool:
         saga.order,
         saga.correlation_id,
         saga.created_at,
+        saga.trace or None,
         *_state(saga),
         *_take_history(saga),
     )
@@ -177,6 +178,7 @@ def _saga(row: Mapping[Any, Any]) -> Saga:
         updated_at=row["updated_at"],
         version=row["version"],
         correlation_id=row["correlation_id"],
+        trace=row["trace_context"] or {},
     )
 
 

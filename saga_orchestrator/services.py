@@ -12,8 +12,9 @@ from uuid import UUID
 
 from saga_orchestrator import metrics, repository
 from saga_orchestrator.domain import Outgoing, Saga, SagaConflict
-from saga_orchestrator.messages import describe, emit
+from saga_orchestrator.messages import describe, emit, span_attributes
 from saga_orchestrator.settings import Settings
+from shared_domain import tracing
 from shared_domain.contracts import utcnow
 from shared_domain.runtime import Runtime
 
@@ -79,17 +80,19 @@ async def _operate(
             await uow.commit()
             raise SagaNotFound(saga_id)
         now = utcnow()
-        try:
-            outgoing = change(saga, now)
-        except SagaConflict as exc:
-            await repository.record_audit(
-                uow.conn, **_entry(action, target, actor, "conflict", str(exc))
-            )
-            await uow.commit()
-            raise
-        uow.on_commit(metrics.tally(saga, now))
-        repository.save_at_commit(uow, saga)
-        emit(uow, saga, outgoing, None)
+        # in the saga's own trace, linked to the operator's request
+        with tracing.continued(f"saga {action}", saga.trace, span_attributes(saga)):
+            try:
+                outgoing = change(saga, now)
+            except SagaConflict as exc:
+                await repository.record_audit(
+                    uow.conn, **_entry(action, target, actor, "conflict", str(exc))
+                )
+                await uow.commit()
+                raise
+            uow.on_commit(metrics.tally(saga, now))
+            repository.save_at_commit(uow, saga)
+            emit(uow, saga, outgoing, None)
         await repository.record_audit(
             uow.conn, **_entry(action, target, actor, "done", describe(saga, outgoing))
         )

@@ -34,6 +34,8 @@ sagas = Table(
     Column("correlation_id", String(100), nullable=False, server_default=""),
     # The earliest deadline of the command in flight; NULL when nothing is awaited.
     Column("deadline_at", DateTime(timezone=True), nullable=True),
+    # The saga's trace (W3C traceparent/tracestate), for work no message of it starts.
+    Column("trace_context", JSONB, nullable=True),
     Index("ix_sagas_status_created", "status", "created_at"),
     Index(
         "ix_sagas_deadline_at",

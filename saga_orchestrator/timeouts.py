@@ -10,9 +10,9 @@ import logging
 
 from saga_orchestrator import metrics, repository
 from saga_orchestrator.domain import Outgoing, Saga, SagaPolicy, Step
-from saga_orchestrator.messages import describe, emit
+from saga_orchestrator.messages import describe, emit, span_attributes
 from saga_orchestrator.settings import Settings
-from shared_domain import logs
+from shared_domain import logs, tracing
 from shared_domain.contracts import utcnow
 from shared_domain.messaging.topology import (
     INVENTORY_COMMANDS,
@@ -57,10 +57,12 @@ async def fire_due(rt: Runtime[Settings], policy: SagaPolicy, limit: int = BATCH
         changed = []
         for saga in due:
             step = saga.current_step
-            outgoing = saga.on_timeout(now, policy, queued)
-            uow.on_commit(metrics.tally(saga, now, deadline_passed=True))
-            repository.save_at_commit(uow, saga)
-            emit(uow, saga, outgoing, None)
+            # in the saga's own trace: what it sends now is part of its story
+            with tracing.continued("saga deadline", saga.trace, span_attributes(saga)):
+                outgoing = saga.on_timeout(now, policy, queued)
+                uow.on_commit(metrics.tally(saga, now, deadline_passed=True))
+                repository.save_at_commit(uow, saga)
+                emit(uow, saga, outgoing, None)
             changed.append((saga, step, outgoing))
         await uow.commit()
     for saga, step, outgoing in changed:

@@ -40,7 +40,7 @@ from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
 
-from shared_domain import logs
+from shared_domain import logs, tracing
 from shared_domain.contracts import Envelope
 from shared_domain.db import Connection, UnitOfWork
 from shared_domain.messaging.consumer import Handler
@@ -162,6 +162,8 @@ class _Job:
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    # The consumer's span, current while the handler runs in the batch's task.
+    trace: Any = field(default_factory=tracing.current_context)
 
     def settle(self, exc: BaseException | None = None) -> None:
         if self.done.done():
@@ -268,7 +270,8 @@ class Batcher:
             try:
                 for job in jobs:
                     shared.opened = False
-                    with logs.bind_message(job.envelope):  # this task is not the consumer's
+                    # this task is not the consumer's: its message's ids and span
+                    with logs.bind_message(job.envelope), tracing.attached(job.trace):
                         await job.handler(job.envelope, job.payload)
                     if shared.skipped:
                         raise _Skipped

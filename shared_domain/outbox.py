@@ -28,6 +28,7 @@ import orjson
 from sqlalchemy import Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from shared_domain import tracing
 from shared_domain.contracts import Envelope, MessageType, exchange_for
 from shared_domain.messaging.broker import Broker, OutgoingMessage
 from shared_domain.metrics import MESSAGES_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
@@ -62,14 +63,18 @@ class StagedMessage:
 
 
 def stage(envelope: Envelope, now: datetime, grace: float, delay: float = 0.0) -> StagedMessage:
+    """The message as its outbox row will hold it. Its headers carry the trace context of
+    its publish span, so whoever publishes the row, and whenever, it joins its trace."""
     message_type = MessageType(envelope.type)
+    exchange = exchange_for(message_type)
     message = OutgoingMessage(
         message_id=str(envelope.message_id),
-        exchange=exchange_for(message_type),
+        exchange=exchange,
         routing_key=message_type.value,
         body=envelope.model_dump_json().encode(),
         message_type=message_type.value,
         correlation_id=envelope.correlation_id,
+        headers=tracing.publish_span(envelope, exchange),
     )
     available_at = now + timedelta(seconds=delay if delay > 0 else grace)
     return StagedMessage(message, available_at, delayed=delay > 0)

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared_domain import metrics, migrations, pg
+from shared_domain import metrics, migrations, pg, tracing
 from shared_domain.backoff import Backoff
 from shared_domain.batching import Batcher, Preload, joined_unit_of_work
 from shared_domain.contracts import Envelope
@@ -217,8 +217,16 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
             yield
         finally:
             await runtime.stop()
+            tracing.shutdown()
 
-    app = FastAPI(title=definition.title, lifespan=lifespan, default_response_class=JsonResponse)
+    app = FastAPI(
+        title=definition.title,
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+        # FastAPI's own OpenTelemetry: a server span per request (the trace an order's
+        # POST starts), and only when tracing is configured; the metrics are ours.
+        telemetry={"operation_spans": False, "metrics": False, "logs": False},
+    )
     app.add_middleware(OutageMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(metrics.HttpMetricsMiddleware)  # added last: outermost
@@ -307,6 +315,7 @@ def prestart(definition: ServiceDefinition[Any], settings: ServiceSettings) -> N
 def main(definition: ServiceDefinition[Any]) -> None:
     settings = load_settings(definition)
     configure_logging(definition.name, settings.log_level, settings.log_format)
+    tracing.configure_tracing(definition.name)
     try:
         prestart(definition, settings)
     except SystemExit as exc:

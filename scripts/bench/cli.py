@@ -48,6 +48,13 @@ def bench(
     calibrate: Annotated[
         bool, typer.Option(help="also measure RabbitMQ's and PostgreSQL's own ceiling")
     ] = False,
+    tracing: Annotated[
+        bool,
+        typer.Option(
+            help="trace every saga: export every span over OTLP/HTTP to a receiver of the "
+            "benchmark's own"
+        ),
+    ] = False,
     output: Annotated[Path, typer.Option(help="where the JSON result goes")] = Path(
         "bench-result.json"
     ),
@@ -68,6 +75,7 @@ def bench(
         notification_failure_rate=notification,
         replicas=replicas,
         calibrate=calibrate,
+        tracing=tracing,
     )
     with Progress(
         TextColumn("{task.description}"),

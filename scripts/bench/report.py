@@ -29,6 +29,7 @@ def render(result: dict[str, Any], console: Console) -> None:
         f"[bold]{load}[/bold], {cfg['seconds']:g} s, failure rates payment {rates['payment']:g} "
         f"/ shipping {rates['shipping']:g} / notification {rates['notification']:g}, "
         f"{cfg['replicas']} replica(s) of each service, {cfg['cpus']} CPUs"
+        + (", tracing every saga" if cfg.get("tracing") else "")
     )
     console.print(DURABILITY.format(**result["durability"]))
 
@@ -42,6 +43,13 @@ def render(result: dict[str, Any], console: Console) -> None:
     )
     summary.add_row("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(o["outcomes"].items())))
     summary.add_row("client retries", str(o["client_retries"]))
+    if "tracing" in result:
+        t = result["tracing"]
+        summary.add_row(
+            "tracing",
+            f"every span exported: {t['spans_received']} received in "
+            f"{t['export_requests']} OTLP/HTTP request(s) (warm-up included)",
+        )
     inv = result["invariants"]
     summary.add_row(
         "invariants",

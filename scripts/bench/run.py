@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from scripts.isolation import (
     drop_databases,
     free_port,
 )
+from scripts.otlp_sink import OtlpSink
 from scripts.stack import SERVICES, Stack
 
 STOCK = 10_000_000  # goods received before the run, so that no order fails for stock
@@ -54,6 +55,8 @@ class Config:
     notification_failure_rate: float = 0.0
     replicas: int = 1
     calibrate: bool = False
+    # Trace every saga, exporting every span over OTLP/HTTP to a receiver in this process.
+    tracing: bool = False
     give_up: float = 300.0  # a client's patience for one order, and the drain bound
     env: dict[str, str] = field(default_factory=dict)
 
@@ -171,6 +174,22 @@ class CpuMeter:
 async def run(config: Config, tick: Tick) -> dict[str, Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="saga-bench-"))
     tick("starting the stack", 0, 1)
+    async with contextlib.AsyncExitStack() as context:
+        sink = None
+        if config.tracing:
+            sink = await context.enter_async_context(OtlpSink(keep=False))
+            traced = {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+                "OTEL_TRACES_SAMPLER": "always_on",
+            }
+            config = replace(config, env={**config.env, **traced})
+        result = await _run(config, tick, log_dir)
+        if sink is not None:  # the stack has stopped: its span processors have flushed
+            result["tracing"] = {"spans_received": sink.received, "export_requests": sink.requests}
+        return result
+
+
+async def _run(config: Config, tick: Tick, log_dir: Path) -> dict[str, Any]:
     async with (
         isolated_stack(config, log_dir) as (stack, vhost),
         aiohttp.ClientSession(
@@ -362,6 +381,7 @@ def _figures(
                 "notification": config.notification_failure_rate,
             },
             "replicas": config.replicas,
+            "tracing": config.tracing,
             "cpus": os.cpu_count(),
         },
         "orders": {

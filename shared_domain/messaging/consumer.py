@@ -20,7 +20,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pydantic import BaseModel, ValidationError
 
-from shared_domain import logs
+from shared_domain import logs, tracing
 from shared_domain.backoff import Backoff
 from shared_domain.contracts import PAYLOADS, Envelope, MessageType, utcnow
 from shared_domain.messaging.broker import Broker, OutgoingMessage
@@ -104,8 +104,13 @@ class Consumer:
             self._observe(_known_type(message.type), DEAD_LETTERED, started)
             return
 
-        with logs.bind_message(envelope):
+        headers = message.headers or {}
+        with (
+            logs.bind_message(envelope),
+            tracing.process_span(envelope, headers, self._spec.exchange) as span,
+        ):
             outcome = await self._handle(message, handler, envelope, payload)
+            span.set_attribute("saga.outcome", outcome)
         if OUTCOMES.was_duplicate(envelope.message_id) and outcome == HANDLED:
             outcome = DUPLICATE
         self._observe(message_type, outcome, started)
@@ -117,10 +122,13 @@ class Consumer:
         try:
             await self._run(handler, envelope, payload)
         except PermanentError as exc:
+            tracing.failed(DEAD_LETTERED, str(exc))
             await self._dead_letter(message, "rejected", str(exc), envelope)
             return DEAD_LETTERED
         except Exception as exc:
-            return await self._retry_or_dead_letter(message, exc, envelope)
+            outcome = await self._retry_or_dead_letter(message, exc, envelope)
+            tracing.failed(outcome, _describe(exc))
+            return outcome
         await _settle(message.ack())
         return HANDLED
 

@@ -1,13 +1,16 @@
-"""Metrics and logs, read back exactly. A stack of its own (two orchestrator replicas, so
-that counters add up across processes and the gauges read from the database agree, and
-JSON logs) runs sagas with known outcomes. Then every process's /metrics is scraped by
-the test and by a real Prometheus server, whose query API must give the same figures,
-and each order's story is rebuilt from the six services' log lines."""
+"""Metrics, logs and traces, read back exactly. A stack of its own (two orchestrator
+replicas, so that counters add up across processes and the gauges read from the
+database agree; JSON logs; traces exported over OTLP/HTTP to a receiver of the test's)
+runs sagas with known outcomes. Then every process's /metrics is scraped by the test and
+by a real Prometheus server, whose query API must give the same figures, each order's
+story is rebuilt from the six services' log lines, and each order's trace from the
+spans the six services exported."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +21,7 @@ import httpx
 import pytest
 
 from scripts.isolation import create_vhost, delete_vhost, free_port
+from scripts.otlp_sink import OtlpSink, ReceivedSpan
 from scripts.stack import SERVICES, Stack
 from shared_domain.contracts import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, Envelope, MessageType
 from tests.e2e.conftest import LAPTOP, RATE_ENV, Api, line, wait_for
@@ -41,10 +45,18 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-async def observed(vhost: str, db_prefix: str, log_dir: Path) -> AsyncIterator[Api]:
+async def sink() -> AsyncIterator[OtlpSink]:
+    async with OtlpSink() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+async def observed(vhost: str, db_prefix: str, log_dir: Path, sink: OtlpSink) -> AsyncIterator[Api]:
     name = f"{vhost}_observed"
     create_vhost(name)
     env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms: spans reach the receiver quickly
         **service_env(name),
         **{knob: "0" for knob in RATE_ENV.values()},
         **SECRETS,  # PostgreSQL trusts local connections: the password is only carried
@@ -249,11 +261,10 @@ async def test_a_real_prometheus_scrapes_the_stack_and_answers_the_same(
 async def test_a_dead_letter_and_a_duplicate_are_counted_as_such(ran: Api) -> None:
     before = await metrics_of(ran, "inventory_service")
     orders_before = await metrics_of(ran, "order_service")
-    placed = ran.placed[0]
-    repeat = Envelope(
+    repeat = Envelope(  # about an order nobody placed: the service logs it and moves on
         type=MessageType.ORDER_PROCESSING.value,
-        saga_id=placed["saga_id"],
-        order_id=placed["id"],
+        saga_id=uuid.uuid4(),
+        order_id=uuid.uuid4(),
         correlation_id="metrics-test",
         source="test",
     )
@@ -393,3 +404,137 @@ async def test_no_secret_is_ever_logged_or_answered(ran: Api, log_dir: Path) -> 
     for name, secret in SECRETS.items():
         leaks = [t[max(0, t.find(secret) - 80) : t.find(secret) + 40] for t in texts if secret in t]
         assert not leaks, f"{name} leaked: {leaks}"
+
+
+# ---------------------------------------------------------------- traces
+
+
+def spans_of(sink: OtlpSink, order_id: str) -> list[ReceivedSpan]:
+    return [s for s in sink.spans if s.attributes.get("order.id") == order_id]
+
+
+def trace_of(sink: OtlpSink, order_id: str) -> str:
+    """The trace id of the order's `order.created` publish span (made in its POST)."""
+    created = [s for s in spans_of(sink, order_id) if s.name == "publish order.created"]
+    assert len(created) == 1, created
+    return created[0].trace_id
+
+
+async def test_one_order_is_one_trace_across_all_six_services(ran: Api, sink: OtlpSink) -> None:
+    order = ran.placed[0]
+
+    async def complete() -> list[ReceivedSpan] | None:
+        mine = spans_of(sink, order["id"])
+        services = {s.service for s in mine if s.kind == "CONSUMER"}
+        return mine if services >= set(SERVICES) else None
+
+    mine = await wait_for(complete, "every service's spans for the order", timeout=10)
+    trace_id = trace_of(sink, order["id"])
+    assert {s.trace_id for s in mine} == {trace_id}
+    in_trace = [s for s in sink.spans if s.trace_id == trace_id]
+    assert {s.service for s in in_trace} == set(SERVICES)
+    # the POST's server span is the root; the publish of order.created its child
+    (root,) = [s for s in in_trace if not s.parent_id]
+    assert root.kind == "SERVER" and root.service == "order_service"
+    assert root.attributes.get("http.route") == "/api/v1/orders"
+    created = next(s for s in in_trace if s.name == "publish order.created")
+    assert created.parent_id == root.span_id
+    # the saga's steps, each a publish and a process span, with the conventions' attributes
+    names = {s.name for s in in_trace}
+    for message_type in ("payment.process", "inventory.reserve", "shipping.create"):
+        assert {f"publish {message_type}", f"process {message_type}"} <= names, names
+    process = next(s for s in in_trace if s.name == "process payment.process")
+    assert process.kind == "CONSUMER" and process.service == "payment_service"
+    assert process.attributes["messaging.system"] == "rabbitmq"
+    assert process.attributes["messaging.destination.name"] == "saga.commands"
+    assert process.attributes["messaging.rabbitmq.destination.routing_key"] == "payment.process"
+    assert process.attributes["messaging.message.conversation_id"]
+    assert process.attributes["saga.id"] == order["saga_id"]
+    assert process.attributes["saga.outcome"] == "handled"
+
+
+async def test_every_consumer_span_is_a_child_of_its_messages_publish_span(
+    ran: Api, sink: OtlpSink
+) -> None:
+    ours = {o["id"] for o in ran.placed}
+
+    async def parents_arrived() -> dict[str, ReceivedSpan] | None:
+        producers = {s.span_id: s for s in sink.spans if s.kind == "PRODUCER"}
+        consumers = [s for s in sink.spans if s.kind == "CONSUMER"]
+        if all(c.parent_id in producers for c in consumers if c.attributes["order.id"] in ours):
+            return producers
+        return None
+
+    producers = await wait_for(parents_arrived, "the publish spans of every message", timeout=10)
+    consumers = [s for s in sink.spans if s.kind == "CONSUMER" and s.attributes["order.id"] in ours]
+    assert len(consumers) > 6 * 10
+    for consumer in consumers:
+        parent = producers[consumer.parent_id]
+        assert parent.trace_id == consumer.trace_id
+        assert (
+            parent.attributes["messaging.message.id"]
+            == (consumer.attributes["messaging.message.id"])
+        )
+        assert parent.name == consumer.name.replace("process ", "publish ", 1)
+
+
+async def test_a_shortage_orders_refund_is_in_its_trace(ran: Api, sink: OtlpSink) -> None:
+    shortage = ran.placed[2]
+    trace_id = trace_of(sink, shortage["id"])
+
+    async def refunded() -> list[ReceivedSpan] | None:
+        refund = [
+            s
+            for s in spans_of(sink, shortage["id"])
+            if s.name in ("publish payment.refund", "process payment.refund")
+        ]
+        return refund if len(refund) == 2 else None
+
+    refund = await wait_for(refunded, "the refund's spans", timeout=10)
+    assert {s.trace_id for s in refund} == {trace_id}
+    assert all(s.attributes["saga.compensation"] is True for s in refund)
+    process = next(s for s in refund if s.kind == "CONSUMER")
+    assert process.service == "payment_service"
+    failed = next(s for s in spans_of(sink, shortage["id"]) if s.name == "process inventory.failed")
+    publish = next(s for s in refund if s.kind == "PRODUCER")
+    assert publish.parent_id == failed.span_id  # the failure's handling sent the undo
+
+
+async def test_a_saga_keeps_its_trace_across_an_orchestrator_killed_mid_saga(
+    ran: Api, sink: OtlpSink
+) -> None:
+    """The orchestrators die with SIGKILL while the saga waits on its payment; the
+    saga's later spans, made by the restarted processes, are still in its trace."""
+    stack = ran.stack
+    await stack.stop(["payment_service"])
+    order = await ran.place([line(LAPTOP)])
+
+    async def sent() -> bool:
+        saga = await ran.data("saga_orchestrator", f"/sagas/{order['saga_id']}")
+        return saga is not None and saga["steps"]["payment"]["status"] == "in_progress"
+
+    await wait_for(sent, "the saga sending its payment command")
+
+    async def exported() -> bool:
+        return any(s.name == "process order.created" for s in spans_of(sink, order["id"]))
+
+    await wait_for(exported, "the saga's first spans reaching the receiver", timeout=10)
+    trace_id = trace_of(sink, order["id"])
+    stack.kill("saga_orchestrator")
+    killed_at = time.time_ns()
+    await stack.start(["payment_service"])
+    await stack.start(["saga_orchestrator"])
+    await settled(ran, order)
+
+    async def later() -> list[ReceivedSpan] | None:
+        after = [
+            s
+            for s in spans_of(sink, order["id"])
+            if s.service == "saga_orchestrator" and s.start_ns > killed_at
+        ]
+        done = {"process notification.sent", "process notification.failed"}
+        return after if any(s.name in done for s in after) else None
+
+    after = await wait_for(later, "the restarted orchestrator's spans", timeout=15)
+    assert {s.trace_id for s in after} == {trace_id}
+    assert any(s.name == "process payment.processed" for s in after)

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from payment_service.tables import outbox
+from shared_domain import tracing
 from shared_domain.contracts import EVENTS_EXCHANGE, Envelope, MessageType
 from shared_domain.db import UnitOfWork
 from shared_domain.outbox import OutboxRelay
@@ -89,6 +90,24 @@ async def test_sweep_publishes_what_a_crash_left_behind(payment_rt, channel):
     message = await captured.next(timeout=2)
     assert message.message_id == str(envelope.message_id)
     assert await outbox_count(payment_rt) == 0
+
+
+async def test_a_row_the_sweep_publishes_after_a_crash_keeps_its_trace(payment_rt, channel, spans):
+    """The row holds the trace context of the span that emitted it: published by the
+    sweep (of this process after a restart, or of another replica), it joins that trace."""
+    captured = await capture(channel, EVENTS_EXCHANGE, MessageType.PAYMENT_FAILED.value)
+    with tracing.TRACER.start_as_current_span("process payment.process") as handling:
+        uow = UnitOfWork(payment_rt.pool, None, outbox_grace=0)  # dies before publishing
+        async with uow:
+            uow.emit(event())
+            await uow.commit()
+    assert await payment_rt.relay.sweep_once() == 1
+    message = await captured.next(timeout=2)
+    _, trace_id, span_id, _ = str(message.headers["traceparent"]).split("-")
+    publish = next(s for s in spans.get_finished_spans() if s.name == "publish payment.failed")
+    assert span_id == f"{publish.context.span_id:016x}"
+    assert trace_id == f"{handling.get_span_context().trace_id:032x}"
+    assert publish.parent.span_id == handling.get_span_context().span_id
 
 
 async def test_delayed_message_waits_for_its_time(payment_rt, channel):
