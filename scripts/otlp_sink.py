@@ -1,6 +1,8 @@
-"""A minimal OTLP/HTTP trace receiver, for the tests and the benchmark: it answers
-`POST /v1/traces` as a collector would, decodes the protobuf with opentelemetry-proto,
-and keeps the spans in memory (or only counts them).
+"""A minimal OTLP/HTTP trace receiver, for the tests, the benchmark, and a look at a
+trace without a tracing backend (`python -m scripts.otlp_sink [PORT]` prints every span
+it receives; port 4318 by default). It answers `POST /v1/traces` as a collector would,
+decodes the protobuf with opentelemetry-proto, and keeps the spans in memory (or only
+counts them).
 
     async with OtlpSink() as sink:   # OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint
         ...
@@ -9,7 +11,10 @@ and keeps the spans in memory (or only counts them).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
+import sys
 import zlib
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -126,3 +131,30 @@ class OtlpSink:
             body=ExportTraceServiceResponse().SerializeToString(),
             content_type="application/x-protobuf",
         )
+
+
+def _print_span(span: ReceivedSpan) -> None:
+    order = span.attributes.get("order.id") or ""
+    millis = (span.end_ns - span.start_ns) / 1e6
+    print(
+        f"{span.trace_id[:8]} {span.span_id[:8]} <- {span.parent_id[:8] or 'root    '} "
+        f"{span.service:<20} {span.kind:<8} {span.name:<32} {millis:7.1f} ms {order}",
+        flush=True,
+    )
+
+
+async def _serve(port: int) -> None:
+    sink = OtlpSink(port=port)
+    seen = 0
+    async with sink:
+        print(f"receiving OTLP/HTTP traces on {sink.endpoint}/v1/traces", flush=True)
+        while True:
+            await asyncio.sleep(0.2)
+            for span in sink.spans[seen:]:
+                _print_span(span)
+            seen = len(sink.spans)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(int(sys.argv[1]) if len(sys.argv) > 1 else 4318))

@@ -3,8 +3,9 @@
 Two formats (LOG_FORMAT): `text`, readable lines that name the service (the local
 default), and `json`, one JSON object a line (python-json-logger) for a log pipeline.
 Either way every record made while a message is handled carries that message's
-`saga_id`, `order_id`, `message_id`, `correlation_id` and `message_type`, and every
-record made while a request is served its `request_id`: they are bound in a context
+`saga_id`, `order_id`, `message_id`, `correlation_id` and `message_type`, every record
+made while a request is served its `request_id`, and, when tracing is on, every record
+made inside a span its `trace_id` and `span_id`: they are bound in a context
 variable (`bind`) and copied onto each record by a filter, so no call site passes them.
 In JSON they are fields; the text format leaves them out, its lines name the order
 already.
@@ -20,17 +21,30 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 
+from opentelemetry import trace
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from shared_domain.contracts import Envelope
 
 _bound: ContextVar[Mapping[str, str]] = ContextVar("log_fields", default=MappingProxyType({}))
+# The message being handled, bound as it is: its fields are only worked out for a record
+# (every message passes through here, and most make one or two records at most).
+_message: ContextVar[Envelope | None] = ContextVar("log_message", default=None)
 
 
 def fields() -> Mapping[str, str]:
-    """What is bound now (to carry over to a record made later, elsewhere)."""
-    return _bound.get()
+    """What is bound now (to carry over to a record made later, elsewhere), with the
+    current span's trace and span ids when one is recording."""
+    message = _message.get()
+    span = trace.get_current_span().get_span_context()
+    if message is None and not span.is_valid:
+        return _bound.get()
+    found = {**_bound.get(), **(message_fields(message) if message is not None else {})}
+    if span.is_valid:
+        found["trace_id"] = format(span.trace_id, "032x")
+        found["span_id"] = format(span.span_id, "016x")
+    return found
 
 
 @contextlib.contextmanager
@@ -53,8 +67,14 @@ def message_fields(envelope: Envelope) -> dict[str, str]:
     }
 
 
-def bind_message(envelope: Envelope) -> contextlib.AbstractContextManager[None]:
-    return bind(**message_fields(envelope))
+@contextlib.contextmanager
+def bind_message(envelope: Envelope) -> Iterator[None]:
+    """Add the message's ids to every record made inside the block."""
+    token = _message.set(envelope)
+    try:
+        yield
+    finally:
+        _message.reset(token)
 
 
 class _BoundFields(logging.Filter):
@@ -62,7 +82,7 @@ class _BoundFields(logging.Filter):
     (a line logged on commit carries those of the message it is about)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in _bound.get().items():
+        for key, value in fields().items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True

@@ -32,6 +32,9 @@ from shared_domain.contracts import Envelope, MessageType
 log = logging.getLogger(__name__)
 
 TRACER = trace.get_tracer("order_saga")  # a proxy: it follows the provider set later
+# Whether spans are recorded at all. Off, the message paths skip them entirely (every
+# message passes through them): no attributes built, no context attached.
+_active = False
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 SYSTEM = "rabbitmq"
@@ -74,6 +77,8 @@ def configure_tracing(service: str) -> None:
     provider = TracerProvider(resource=Resource.create(named))  # sampler: OTEL_TRACES_SAMPLER
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    global _active
+    _active = True
     log.info("exporting traces over OTLP/HTTP as %s", provider.resource.attributes[SERVICE_NAME])
 
 
@@ -106,6 +111,8 @@ def publish_span(envelope: Envelope, exchange: str) -> dict[str, str]:
     """A PRODUCER span for a message being emitted (it goes to the outbox now, to the
     broker after the commit), as a child of the current span; returns the headers that
     carry its context. None are returned when nothing is sampled or exported."""
+    if not _active:
+        return {}
     span = TRACER.start_span(
         f"publish {envelope.type}",
         kind=SpanKind.PRODUCER,
@@ -122,6 +129,9 @@ def publish_span(envelope: Envelope, exchange: str) -> dict[str, str]:
 def process_span(envelope: Envelope, headers: Mapping[str, Any], exchange: str) -> Iterator[Span]:
     """The CONSUMER span a message is handled in, continuing the trace its headers carry
     (the PRODUCER span of whoever emitted it), current for the block."""
+    if not _active:
+        yield trace.INVALID_SPAN
+        return
     parent = propagate.extract({k: v for k, v in headers.items() if isinstance(v, str)})
     with TRACER.start_as_current_span(
         f"process {envelope.type}",

@@ -35,5 +35,6 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(tracing, "TRACER", provider.get_tracer("test"))
+    monkeypatch.setattr(tracing, "_active", True)
     yield exporter
     provider.shutdown()

@@ -145,6 +145,12 @@ class PrometheusServer:
         assert len(result) == 1, result
         return float(result[0]["value"][1])
 
+    async def rules(self) -> list[dict[str, Any]]:
+        """Every alerting rule loaded, with its health and state."""
+        assert self._client is not None
+        body = (await self._client.get("/api/v1/rules")).json()
+        return [rule for group in body["data"]["groups"] for rule in group["rules"]]
+
     async def targets_up(self) -> dict[str, str]:
         assert self._client is not None
         body = (await self._client.get("/api/v1/targets")).json()

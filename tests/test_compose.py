@@ -47,6 +47,7 @@ APPS = {
     ),
 }
 INFRA = ("postgres", "rabbitmq")
+OBSERVABILITY = ("prometheus", "grafana", "jaeger")
 
 # service -> {variable: default}; each must be overridable from the shell.
 CHAOS_DEFAULTS = {
@@ -178,7 +179,38 @@ def _all_published(compose: dict[str, Any]) -> list[Published]:
 
 def test_compose_file_lists_all_services_and_no_version_key(raw_compose: dict[str, Any]) -> None:
     assert "version" not in raw_compose, "the Compose Specification has no top-level version"
-    assert set(raw_compose["services"]) == set(APPS) | set(INFRA)
+    assert set(raw_compose["services"]) == set(APPS) | set(INFRA) | set(OBSERVABILITY)
+
+
+def test_prometheus_grafana_and_jaeger_get_the_repositorys_files(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+
+    def mounts(name: str) -> dict[str, str]:
+        volumes = [str(v) for v in services[name].get("volumes", [])]
+        return dict(v.split(":")[:2] for v in volumes if v.startswith("./"))
+
+    prometheus = mounts("prometheus")
+    assert prometheus["./observability/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    assert prometheus["./observability/alerts.yml"] == "/etc/prometheus/alerts.yml"
+    config = yaml.safe_load((ROOT / "observability" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    scraped = {
+        sd["names"][0]: sd["port"]
+        for job in config["scrape_configs"]
+        for sd in job["dns_sd_configs"]
+    }
+    assert scraped == {name: app.port for name, app in APPS.items()}, "every replica of each"
+    grafana = mounts("grafana")
+    assert grafana["./observability/grafana/provisioning"] == "/etc/grafana/provisioning"
+    assert grafana["./observability/grafana/dashboards"] == "/var/lib/grafana/dashboards"
+    for source in grafana:
+        assert (ROOT / source).is_dir(), source
+    targets = {(p.service, p.target) for p in _all_published(compose)}
+    assert {("prometheus", 9090), ("grafana", 3000), ("jaeger", 16686)} <= targets
+    for name in APPS:
+        env = _environment(services[name])
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+        assert env["LOG_FORMAT"] == "json"
 
 
 def test_postgres_runs_the_init_scripts_and_has_a_healthcheck(compose: dict[str, Any]) -> None:
@@ -253,7 +285,7 @@ def test_app_service_matches_its_settings(compose: dict[str, Any], name: str) ->
     assert fields["db_name"].default == app.database
     aliases = {f.validation_alias for f in fields.values()}
     env = _environment(compose["services"][name])
-    unknown = set(env) - aliases
+    unknown = {v for v in set(env) - aliases if not v.startswith("OTEL_")}  # the SDK's
     assert not unknown, f"{name} sets variables its settings do not read: {sorted(unknown)}"
 
 

@@ -69,6 +69,8 @@ class Consumer:
         self._service = service
         self._tag: str | None = None
         self._queue: AbstractQueue | None = None
+        # Each (type, outcome)'s counter and histogram, looked up once.
+        self._series: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     async def start(self) -> None:
         channel = self._broker.consume_channel
@@ -133,8 +135,14 @@ class Consumer:
         return HANDLED
 
     def _observe(self, message_type: str, outcome: str, started: float) -> None:
-        MESSAGES_CONSUMED.labels(self._spec.name, message_type, outcome).inc()
-        HANDLER_DURATION.labels(message_type, outcome).observe(time.perf_counter() - started)
+        series = self._series.get((message_type, outcome))
+        if series is None:
+            series = self._series[message_type, outcome] = (
+                MESSAGES_CONSUMED.labels(self._spec.name, message_type, outcome),
+                HANDLER_DURATION.labels(message_type, outcome),
+            )
+        series[0].inc()
+        series[1].observe(time.perf_counter() - started)
 
     async def _retry_or_dead_letter(
         self, message: AbstractIncomingMessage, exc: Exception, envelope: Envelope

@@ -8,7 +8,9 @@ spans the six services exported."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import re
 import time
 import uuid
@@ -31,6 +33,14 @@ from tests.support import test_env as service_env
 pytestmark = pytest.mark.e2e
 
 ORCHESTRATOR_REPLICAS = 2
+OBSERVABILITY = Path(__file__).resolve().parents[2] / "observability"
+ALERTS = (
+    "SagasStuck",
+    "DeadLetterQueueNotEmpty",
+    "OutboxBacklogStale",
+    "CompensationRateHigh",
+    "ServiceDown",
+)
 OUTCOMES = ("handled", "duplicate", "retried", "dead_lettered")
 UUID_IN_PATH = re.compile(r"/[0-9a-f]{8}-[0-9a-f]{4}-")
 
@@ -135,8 +145,38 @@ async def run_known_sagas(api: Api) -> None:
 
 
 @pytest.fixture(scope="module")
-async def ran(observed: Api) -> Api:
+async def prometheus(
+    observed: Api, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[PrometheusServer | None]:
+    """A real Prometheus scraping every process of the stack, with the alerting rules,
+    from before the sagas run (None where the server is not installed)."""
+    if PROMETHEUS is None:
+        yield None
+        return
+    targets = {
+        service: [f"127.0.0.1:{observed.stack.port(i)}" for i in observed.stack.instances(service)]
+        for service in SERVICES
+    }
+    server = PrometheusServer(
+        targets, tmp_path_factory.mktemp("prometheus"), rule_files=[OBSERVABILITY / "alerts.yml"]
+    )
+    async with server:
+
+        async def all_up() -> bool:
+            health = await server.targets_up()
+            return len(health) == len(SERVICES) + ORCHESTRATOR_REPLICAS - 1 and all(
+                h == "up" for h in health.values()
+            )
+
+        await wait_for(all_up, "prometheus scraping every process")
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def ran(observed: Api, prometheus: PrometheusServer | None) -> Api:
     await run_known_sagas(observed)
+    if prometheus is not None:
+        await asyncio.sleep(2)  # two more scrapes: the last sagas' figures are in
     return observed
 
 
@@ -217,45 +257,58 @@ async def test_every_process_counts_its_requests_messages_and_publishes(ran: Api
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="the prometheus server is not installed")
 async def test_a_real_prometheus_scrapes_the_stack_and_answers_the_same(
-    ran: Api, tmp_path: Path
+    ran: Api, prometheus: PrometheusServer | None
 ) -> None:
-    targets = {
-        service: [f"127.0.0.1:{ran.stack.port(i)}" for i in ran.stack.instances(service)]
-        for service in SERVICES
-    }
-    async with PrometheusServer(targets, tmp_path) as prometheus:
+    assert prometheus is not None
+    assert await prometheus.value('sum(saga_instances_total{event="started"})') == 6
+    assert await prometheus.value('sum(saga_instances_total{event="cancelled"})') == 3
+    assert await prometheus.value("max(sum by (instance) (saga_instances_active))") == 0
+    by_reason = await prometheus.query("sum by (reason) (saga_failures_total)")
+    reasons = {r["metric"]["reason"]: float(r["value"][1]) for r in by_reason}
+    assert {r: v for r, v in reasons.items() if v} == EXPECTED_FAILURES
+    assert reasons["payment_timed_out"] == 0  # every known reason is there from the start
+    assert (
+        await prometheus.value(
+            'sum(saga_step_duration_seconds_count{step="payment",outcome="compensated"})'
+        )
+        == 2
+    )
+    p95 = await prometheus.value(
+        "histogram_quantile(0.95, sum by (le) (saga_step_duration_seconds_bucket))"
+    )
+    assert p95 is not None and 0 < p95 < 10
+    assert (
+        await prometheus.value(
+            'sum(http_requests_total{job="order_service",route="/api/v1/orders",method="POST"})'
+        )
+        == 6
+    )
+    assert await prometheus.value('count(up{job="saga_orchestrator"} == 1)') == 2
 
-        async def all_up() -> bool:
-            health = await prometheus.targets_up()
-            return len(health) == len(SERVICES) + ORCHESTRATOR_REPLICAS - 1 and all(
-                h == "up" for h in health.values()
-            )
 
-        await wait_for(all_up, "prometheus scraping every process")
-        assert await prometheus.value('sum(saga_instances_total{event="started"})') == 6
-        assert await prometheus.value('sum(saga_instances_total{event="cancelled"})') == 3
-        assert await prometheus.value("max(sum by (instance) (saga_instances_active))") == 0
-        by_reason = await prometheus.query("sum by (reason) (saga_failures_total)")
-        reasons = {r["metric"]["reason"]: float(r["value"][1]) for r in by_reason}
-        assert {r: v for r, v in reasons.items() if v} == EXPECTED_FAILURES
-        assert reasons["payment_timed_out"] == 0  # every known reason is there from the start
-        assert (
-            await prometheus.value(
-                'sum(saga_step_duration_seconds_count{step="payment",outcome="compensated"})'
-            )
-            == 2
-        )
-        p95 = await prometheus.value(
-            "histogram_quantile(0.95, sum by (le) (saga_step_duration_seconds_bucket))"
-        )
-        assert p95 is not None and 0 < p95 < 10
-        assert (
-            await prometheus.value(
-                'sum(http_requests_total{job="order_service",route="/api/v1/orders",method="POST"})'
-            )
-            == 6
-        )
-        assert await prometheus.value('count(up{job="saga_orchestrator"} == 1)') == 2
+DASHBOARD = OBSERVABILITY / "grafana" / "dashboards" / "order-saga.json"
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="the prometheus server is not installed")
+async def test_every_dashboard_expression_and_alerting_rule_works_after_a_run(
+    ran: Api, prometheus: PrometheusServer | None
+) -> None:
+    assert prometheus is not None
+    dashboard = json.loads(DASHBOARD.read_text())
+    expressions = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert len(expressions) >= 10
+    empty = []
+    for expr in expressions:
+        result = await prometheus.query(expr)
+        values = [float(r["value"][1]) for r in result]
+        if not [v for v in values if not math.isnan(v)]:
+            empty.append(expr)
+    assert not empty, f"dashboard expressions that give nothing after a run: {empty}"
+    rules = await prometheus.rules()
+    assert sorted(r["name"] for r in rules) == sorted(ALERTS)
+    assert all(r["health"] == "ok" for r in rules), rules
+    # nothing is wrong with this stack, but for the dead letters a later test makes
+    assert [r["name"] for r in rules if r["state"] != "inactive"] == []
 
 
 async def test_a_dead_letter_and_a_duplicate_are_counted_as_such(ran: Api) -> None:
@@ -344,7 +397,7 @@ def story(lines: list[dict[str, Any]], order_id: str) -> dict[str, list[str]]:
 
 
 async def test_each_orders_story_is_told_by_all_six_services_in_json(
-    ran: Api, log_dir: Path
+    ran: Api, log_dir: Path, sink: OtlpSink
 ) -> None:
     lines = log_lines(log_dir)
     for entry in lines:
@@ -381,6 +434,12 @@ async def test_each_orders_story_is_told_by_all_six_services_in_json(
     for order_id, by_service in expected.items():
         told = story(lines, order_id)
         assert sorted(told) == sorted(SERVICES), told
+        # with tracing on, every line about the order names its trace, and a span of it
+        about = [e for e in lines if e.get("order_id") == order_id]
+        traced = await exported_trace(sink, order_id)
+        span_ids = {s.span_id for s in sink.spans if s.attributes.get("order.id") == order_id}
+        assert {e.get("trace_id") for e in about} == {traced}, about
+        assert {e["span_id"] for e in about if e.get("message_id")} <= span_ids
         for service, phrases in by_service.items():
             for phrase in phrases:
                 assert any(phrase in m for m in told[service]), (service, phrase, told[service])
@@ -411,6 +470,17 @@ async def test_no_secret_is_ever_logged_or_answered(ran: Api, log_dir: Path) -> 
 
 def spans_of(sink: OtlpSink, order_id: str) -> list[ReceivedSpan]:
     return [s for s in sink.spans if s.attributes.get("order.id") == order_id]
+
+
+async def exported_trace(sink: OtlpSink, order_id: str) -> str:
+    """The order's trace id, once every service's spans of it have been received."""
+
+    async def complete() -> bool:
+        mine = spans_of(sink, order_id)
+        return {s.service for s in mine if s.kind == "CONSUMER"} >= set(SERVICES)
+
+    await wait_for(complete, f"the spans of order {order_id}", timeout=10)
+    return trace_of(sink, order_id)
 
 
 def trace_of(sink: OtlpSink, order_id: str) -> str:

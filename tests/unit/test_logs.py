@@ -84,3 +84,19 @@ def test_text_lines_name_the_service_and_leave_the_ids_out(
     (line,) = lines(capsys)
     assert " WARNING [inventory_service] tests.logs: stock low" in line
     assert "saga_id" not in line
+
+
+def test_a_line_inside_a_span_names_its_trace_and_span(
+    restore_logging: None, capsys: pytest.CaptureFixture[str], spans: object
+) -> None:
+    from shared_domain import tracing
+
+    logs.configure_logging("payment_service", "INFO", "json")
+    with tracing.TRACER.start_as_current_span("process payment.process") as span:
+        log.info("charged")
+    log.info("no span")
+    inside, outside = (json.loads(line) for line in lines(capsys))
+    context = span.get_span_context()
+    assert inside["trace_id"] == f"{context.trace_id:032x}"
+    assert inside["span_id"] == f"{context.span_id:016x}"
+    assert "trace_id" not in outside
