@@ -77,7 +77,8 @@ def configure_tracing(service: str) -> None:
     provider = TracerProvider(resource=Resource.create(named))  # sampler: OTEL_TRACES_SAMPLER
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    global _active
+    global TRACER, _active
+    TRACER = provider.get_tracer("order_saga")  # the SDK's own, not through the proxy
     _active = True
     log.info("exporting traces over OTLP/HTTP as %s", provider.resource.attributes[SERVICE_NAME])
 
@@ -92,7 +93,7 @@ def shutdown() -> None:
 
 
 def _attributes(envelope: Envelope, exchange: str, operation: str) -> dict[str, Any]:
-    return {
+    attributes: dict[str, Any] = {
         "messaging.system": SYSTEM,
         "messaging.operation.type": "send" if operation == "publish" else "process",
         "messaging.operation.name": operation,
@@ -102,9 +103,10 @@ def _attributes(envelope: Envelope, exchange: str, operation: str) -> dict[str, 
         "messaging.message.conversation_id": envelope.correlation_id,
         "saga.id": str(envelope.saga_id),
         "order.id": str(envelope.order_id),
-        "saga.message_type": envelope.type,
-        "saga.compensation": envelope.type in COMPENSATIONS,
     }
+    if envelope.type in COMPENSATIONS:  # set only where true: every attribute is exported
+        attributes["saga.compensation"] = True
+    return attributes
 
 
 def publish_span(envelope: Envelope, exchange: str) -> dict[str, str]:

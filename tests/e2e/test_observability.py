@@ -548,6 +548,12 @@ async def test_every_consumer_span_is_a_child_of_its_messages_publish_span(
         assert parent.name == consumer.name.replace("process ", "publish ", 1)
 
 
+def failed_attributes(sink: OtlpSink, order_id: str) -> dict[str, Any]:
+    """The attributes of the span that handled the order's inventory.failed."""
+    span = next(s for s in spans_of(sink, order_id) if s.name == "process inventory.failed")
+    return span.attributes
+
+
 async def test_a_shortage_orders_refund_is_in_its_trace(ran: Api, sink: OtlpSink) -> None:
     shortage = ran.placed[2]
     trace_id = trace_of(sink, shortage["id"])
@@ -563,6 +569,7 @@ async def test_a_shortage_orders_refund_is_in_its_trace(ran: Api, sink: OtlpSink
     refund = await wait_for(refunded, "the refund's spans", timeout=10)
     assert {s.trace_id for s in refund} == {trace_id}
     assert all(s.attributes["saga.compensation"] is True for s in refund)
+    assert "saga.compensation" not in failed_attributes(sink, shortage["id"])
     process = next(s for s in refund if s.kind == "CONSUMER")
     assert process.service == "payment_service"
     failed = next(s for s in spans_of(sink, shortage["id"]) if s.name == "process inventory.failed")
