@@ -11,7 +11,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -40,7 +40,6 @@ from scripts.stack import SERVICES, Stack
 
 STOCK = 10_000_000  # goods received before the run, so that no order fails for stock
 STEPS = ("payment", "inventory", "shipping", "notification")
-AMQP_HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")
 
 
 @dataclass(frozen=True)
@@ -203,14 +202,18 @@ async def _run(config: Config, tick: Tick, log_dir: Path) -> dict[str, Any]:
         if config.calibrate:
             tick("calibrating RabbitMQ and PostgreSQL", 0, 1)
             ceiling = await calibrate.measure(
-                _amqp_url(vhost), f"{stack.database('order_service')}_calibration"
+                amqp_url(vhost), f"{stack.database('order_service')}_calibration"
             )
             result["calibration"] = _calibration(result, ceiling)
         return result
 
 
-def _amqp_url(vhost: str) -> str:
-    return f"amqp://{RABBIT_USER}:{RABBIT_PASSWORD}@{AMQP_HOST}:5672/{quote(vhost, safe='')}"
+def amqp_url(vhost: str, environ: Mapping[str, str] = os.environ) -> str:
+    """The benchmark's own AMQP connections: the broker the services use (RABBITMQ_HOST
+    and RABBITMQ_PORT, as they read them)."""
+    host = environ.get("RABBITMQ_HOST", "127.0.0.1")
+    port = environ.get("RABBITMQ_PORT", "5672")
+    return f"amqp://{RABBIT_USER}:{RABBIT_PASSWORD}@{host}:{port}/{quote(vhost, safe='')}"
 
 
 async def _measure(
@@ -221,7 +224,7 @@ async def _measure(
     before = {p["id"]: p for p in await read("inventory_service", "/products")}
     products = [(pid, p["price"]) for pid, p in before.items()]
     outcomes = Outcomes()
-    await outcomes.subscribe(_amqp_url(vhost))
+    await outcomes.subscribe(amqp_url(vhost))
     order_urls = [stack.url(n) for n in stack.instances("order_service")]
     try:
         if config.warmup > 0:

@@ -121,3 +121,13 @@ async def test_the_audit_counts_a_step_done_twice_but_not_its_repeated_attempts(
         assert audit.problems == []
         assert len(audit.doubled) == (name == "twice"), audit.doubled
         assert audit.attempts == {"overdue": 2, "resent": 2}
+
+
+def test_the_benchmark_reaches_the_broker_the_services_use() -> None:
+    from scripts.bench.run import amqp_url
+    from scripts.isolation import RABBIT_PASSWORD, RABBIT_USER
+
+    user = f"{RABBIT_USER}:{RABBIT_PASSWORD}"
+    assert amqp_url("bench_1", {}) == f"amqp://{user}@127.0.0.1:5672/bench_1"
+    moved = {"RABBITMQ_HOST": "broker.local", "RABBITMQ_PORT": "5673"}
+    assert amqp_url("a/b", moved) == f"amqp://{user}@broker.local:5673/a%2Fb"
