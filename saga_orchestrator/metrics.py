@@ -72,13 +72,17 @@ DEADLINES = Counter(
     ["step"],
 )
 
-_ENDED_IN_ORDER = (SagaStatus.COMPLETED.value, SagaStatus.CANCELLED.value, SagaStatus.FAILED.value)
+_ENDED = {
+    HistoryStatus.COMPLETED: SagaStatus.COMPLETED,
+    HistoryStatus.CANCELLED: SagaStatus.CANCELLED,
+    HistoryStatus.FAILED: SagaStatus.FAILED,
+}
 
 
 def _start_at_zero() -> None:
     """Every series a dashboard or an alert asks for exists from the start, at 0: a
     counter first seen at 1 would hide its first increase from rate()."""
-    for event in ("started", *_ENDED_IN_ORDER):
+    for event in ("started", *(status.value for status in _ENDED.values())):
         INSTANCES.labels(event)
     for step in FORWARD:
         RESENDS.labels(step.value)
@@ -93,11 +97,6 @@ def _start_at_zero() -> None:
 
 _start_at_zero()
 
-_ENDED = {
-    HistoryStatus.COMPLETED: SagaStatus.COMPLETED,
-    HistoryStatus.CANCELLED: SagaStatus.CANCELLED,
-    HistoryStatus.FAILED: SagaStatus.FAILED,
-}
 _STEP_OUTCOMES = frozenset(
     {
         HistoryStatus.COMPLETED,

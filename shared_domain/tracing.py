@@ -158,6 +158,9 @@ def current_context() -> otel_context.Context:
 @contextlib.contextmanager
 def attached(ctx: otel_context.Context) -> Iterator[None]:
     """Make `ctx` current for the block (a batch's task runs a consumer's message)."""
+    if not _active:  # nothing in it to continue
+        yield
+        return
     token = otel_context.attach(ctx)
     try:
         yield
