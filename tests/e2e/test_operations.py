@@ -188,7 +188,13 @@ async def test_unanswered_payment_is_resent_given_up_and_finished_by_an_operator
         response = await admin(api, "POST", f"/sagas/{order['saga_id']}/retry")
         assert response.status_code == 202, response.text
         await wait_saga(api, order["saga_id"], "cancelled")
-        final = await api.wait_terminal(order["id"])
+
+        async def cancelled() -> dict[str, Any] | None:
+            # the order is terminal already (failed): wait for order.cancelled to reach it
+            now = await api.order(order["id"])
+            return now if now["status"] == "cancelled" else None
+
+        final = await wait_for(cancelled, "the order service taking the cancellation")
         assert final["status"] == "cancelled"
         assert [h["status"] for h in final["status_history"]][-2:] == ["failed", "cancelled"]
         payment = await api.data("payment_service", f"/orders/{order['id']}/payment")
