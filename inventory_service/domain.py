@@ -47,6 +47,26 @@ class Reservation:
     failure_detail: dict[str, object] = field(default_factory=dict)
 
 
+MAX_STOCK = 1_000_000_000  # per product; far inside the column's integer range
+
+
+class StockConflict(Exception):
+    """A stock change the product's state does not allow."""
+
+
+def add_stock(product: Product, quantity: int) -> None:
+    """Add `quantity` to what is available (negative: take it away). What reservations
+    hold is never touched, and stock never goes below zero."""
+    new = product.stock + quantity
+    if new < 0:
+        raise StockConflict(
+            f"product {product.id} has {product.stock} available, cannot remove {-quantity}"
+        )
+    if new > MAX_STOCK:
+        raise StockConflict(f"product {product.id} would hold {new}, more than {MAX_STOCK}")
+    product.stock = new
+
+
 def wanted_quantities(lines: list[tuple[UUID, int]]) -> dict[UUID, int]:
     """Quantities per product, duplicates summed, in a stable (lock) order."""
     totals: dict[UUID, int] = defaultdict(int)

@@ -10,6 +10,7 @@ from uuid import UUID
 from inventory_service.domain import Product, Reservation, ReservationStatus
 from shared_domain.db import Connection
 
+_SAVE_STOCK = "UPDATE products SET stock = $2 WHERE id = $1"
 _RESERVATION_LOCK = "SELECT * FROM reservations WHERE order_id = $1 FOR UPDATE"
 # Row locks taken in id order, so concurrent reservations never deadlock.
 _PRODUCTS_LOCK = "SELECT * FROM products WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
@@ -73,6 +74,10 @@ async def lock_for_batch(
 
 async def products_for_update(conn: Connection, ids: list[UUID]) -> dict[UUID, Product]:
     return {r["id"]: _product(r) for r in await conn.fetch(_PRODUCTS_LOCK, ids)}
+
+
+async def save_stock(conn: Connection, product: Product) -> None:
+    await conn.execute(_SAVE_STOCK, product.id, product.stock)
 
 
 def _stock(changed: Sequence[Product]) -> tuple[list[UUID], list[int], list[int]]:

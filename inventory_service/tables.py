@@ -1,6 +1,7 @@
 from sqlalchemy import CheckConstraint, Column, DateTime, Integer, MetaData, Numeric, String, Table
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from shared_domain.admin import define_audit_table
 from shared_domain.inbox import define_inbox_table
 from shared_domain.outbox import define_outbox_table
 
@@ -33,3 +34,4 @@ reservations = Table(
 
 outbox = define_outbox_table(metadata)
 inbox = define_inbox_table(metadata)
+admin_audit = define_audit_table(metadata)

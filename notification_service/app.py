@@ -15,4 +15,7 @@ SERVICE = ServiceDefinition(
     queue=NOTIFICATION_COMMANDS,
     build_handlers=build_handlers,
     router=router,
+    failure_rates=lambda s: {
+        "notification": ("NOTIFICATION_FAILURE_RATE", s.notification_failure_rate)
+    },
 )

@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
     s = rt.settings
-    sender = SimulatedSender(s.notification_failure_rate)
+    rates = rt.failure_rates
+    sender = SimulatedSender(
+        rates["notification"] if rates is not None else s.notification_failure_rate
+    )
 
     async def deliver(envelope: Envelope, command: SendNotification) -> Notification:
         draft = Notification.record(

@@ -1,6 +1,8 @@
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import UUID
 
+from shared_domain.admin import define_audit_table
+from shared_domain.failure_rates import define_failure_rates_table
 from shared_domain.inbox import define_inbox_table
 from shared_domain.outbox import define_outbox_table
 
@@ -25,3 +27,5 @@ notifications = Table(
 
 outbox = define_outbox_table(metadata)
 inbox = define_inbox_table(metadata)
+admin_audit = define_audit_table(metadata)
+failure_rates = define_failure_rates_table(metadata)

@@ -13,7 +13,7 @@ from shared_domain.runtime import Runtime, ServiceDefinition
 
 
 def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
-    provider = build_provider(rt.settings)
+    provider = build_provider(rt.settings, rt.failure_rates)
     rt.on_stop(provider.close)
     return handlers.build_handlers(rt, provider)
 
@@ -26,4 +26,12 @@ SERVICE = ServiceDefinition(
     queue=PAYMENT_COMMANDS,
     build_handlers=build_handlers,
     router=router,
+    failure_rates=lambda s: (
+        {
+            "payment": ("PAYMENT_FAILURE_RATE", s.payment_failure_rate),
+            "payment_refund": ("PAYMENT_REFUND_FAILURE_RATE", s.payment_refund_failure_rate),
+        }
+        if s.payment_provider == "simulated"  # a real provider fails on its own
+        else {}
+    ),
 )

@@ -13,6 +13,7 @@ from uuid import UUID
 import httpx
 
 from payment_service.settings import Settings
+from shared_domain.failure_rates import FailureRate, FailureRates
 from shared_domain.retry import call_retrying
 
 
@@ -45,9 +46,19 @@ class SimulatedProvider:
     """Declines a share of charges (PAYMENT_FAILURE_RATE). Like a real processor it is
     idempotent by key: retrying the same charge gives the same answer."""
 
-    def __init__(self, failure_rate: float, refund_failure_rate: float = 0.0) -> None:
-        self.failure_rate = failure_rate
-        self.refund_failure_rate = refund_failure_rate
+    def __init__(
+        self, failure_rate: float | FailureRate, refund_failure_rate: float | FailureRate = 0.0
+    ) -> None:
+        self._charge = FailureRate.of("payment", failure_rate)
+        self._refund = FailureRate.of("payment_refund", refund_failure_rate)
+
+    @property
+    def failure_rate(self) -> float:
+        return self._charge.value
+
+    @property
+    def refund_failure_rate(self) -> float:
+        return self._refund.value
 
     @staticmethod
     def _draw(key: str) -> float:
@@ -143,11 +154,13 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def build_provider(settings: Settings) -> PaymentProvider:
+def build_provider(settings: Settings, rates: FailureRates | None = None) -> PaymentProvider:
     if settings.payment_provider == "http":
         return HttpProvider(
             settings.payment_provider_url,
             settings.payment_provider_api_key,
             settings.payment_provider_timeout,
         )
+    if rates is not None:  # the knobs an operator can turn while it runs
+        return SimulatedProvider(rates["payment"], rates["payment_refund"])
     return SimulatedProvider(settings.payment_failure_rate, settings.payment_refund_failure_rate)

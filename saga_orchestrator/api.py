@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from saga_orchestrator import services, views
-from saga_orchestrator.admin import AdminDep
+from saga_orchestrator import services, stream, views
 from saga_orchestrator.dlq_api import router as dlq_router
 from saga_orchestrator.domain import SagaConflict, SagaStatus
+from shared_domain.admin import AdminDep
 from shared_domain.http import ApiError, JsonResponse, NotFound, envelope
 from shared_domain.runtime import RuntimeDep
 
@@ -39,6 +42,65 @@ async def list_sagas(
         data={"items": items, "total": total, "page": page, "page_size": page_size},
         message=f"{len(items)} of {total} saga(s)",
     )
+
+
+_STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-Sent Events: `transition` events (id TXID-ID), then `end` "
+        "when one saga's stream ends",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+LastEventId = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        description="resume after this event (the id of the last one received)",
+    ),
+]
+
+
+def _position(last_event_id: str | None) -> stream.Position | None:
+    if last_event_id is None:
+        return None
+    try:
+        return stream.Position.parse(last_event_id)
+    except ValueError as exc:
+        field = "header.Last-Event-ID"
+        raise ApiError(
+            422,
+            "validation_error",
+            f"Invalid request: {field}: {exc}",
+            [{"field": field, "message": str(exc), "type": "value_error"}],
+        ) from None
+
+
+def _sse(body: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/sagas/stream", response_class=StreamingResponse, responses=_STREAM_RESPONSES)
+async def stream_sagas(rt: RuntimeDep, last_event_id: LastEventId = None) -> StreamingResponse:
+    """Every saga's transitions from now on (or after `Last-Event-ID`), live."""
+    return _sse(stream.events(rt, _position(last_event_id)))
+
+
+@router.get(
+    "/sagas/{saga_id}/stream", response_class=StreamingResponse, responses=_STREAM_RESPONSES
+)
+async def stream_saga(
+    saga_id: UUID, rt: RuntimeDep, last_event_id: LastEventId = None
+) -> StreamingResponse:
+    """One saga's transitions from its start (or after `Last-Event-ID`), live; the
+    stream ends with an `end` event once the saga is terminal."""
+    after = _position(last_event_id)
+    if not await views.saga_exists(rt.engine, saga_id):
+        raise NotFound("saga", saga_id)
+    return _sse(stream.events(rt, after, saga_id))
 
 
 @router.get("/sagas/{saga_id}")
@@ -89,14 +151,6 @@ async def compensate_saga(
     return envelope(
         request, data=view, status_code=202, message=f"saga {saga_id} is being compensated"
     )
-
-
-@router.get("/admin/audit", tags=["admin"])
-async def audit_log(
-    request: Request, rt: RuntimeDep, limit: int = Query(50, ge=1, le=1000)
-) -> JsonResponse:
-    entries = await views.list_audit(rt.engine, limit)
-    return envelope(request, data=entries, message=f"{len(entries)} audit entr(ies), newest first")
 
 
 router.include_router(dlq_router)

@@ -9,8 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Query, Request
 
-from saga_orchestrator import services
-from saga_orchestrator.admin import AdminDep
+from shared_domain.admin import Actor, AdminDep, audit
 from shared_domain.http import ApiError, JsonResponse, NotFound, envelope
 from shared_domain.messaging.dead_letters import DeadLetter, DeadLetters, UnknownQueue
 from shared_domain.runtime import RuntimeDep
@@ -70,7 +69,7 @@ async def inspect(queue: str, key: str, request: Request, rt: RuntimeDep) -> Jso
 
 
 async def _act(
-    rt: RuntimeDep, request: Request, actor: services.Actor, queue: str, key: str, action: str
+    rt: RuntimeDep, request: Request, actor: Actor, queue: str, key: str, action: str
 ) -> JsonResponse:
     letters = DeadLetters(rt.broker)
     async with _broker_errors():
@@ -78,9 +77,9 @@ async def _act(
         letter = await op(queue, key)
     target = f"{queue}/{key}"
     if letter is None:
-        await services.audit(rt, f"dlq.{action}", target, actor, "not_found", None)
+        await audit(rt, f"dlq.{action}", target, actor, "not_found", None)
         raise NotFound(f"message in {queue}", key)
-    await services.audit(rt, f"dlq.{action}", target, actor, "done", _summary(letter))
+    await audit(rt, f"dlq.{action}", target, actor, "done", _summary(letter))
     verb = f"replayed into {letter.source_queue}" if action == "replay" else "discarded"
     return envelope(request, data=letter.to_dict(), message=f"{_summary(letter)} {verb}")
 
@@ -109,9 +108,7 @@ async def replay_all(
 ) -> JsonResponse:
     async with _broker_errors():
         letters = await DeadLetters(rt.broker).replay_all(queue, limit)
-    await services.audit(
-        rt, "dlq.replay_all", queue, actor, "done", f"{len(letters)} message(s) replayed"
-    )
+    await audit(rt, "dlq.replay_all", queue, actor, "done", f"{len(letters)} message(s) replayed")
     return envelope(
         request,
         data={"queue": queue, "replayed": [m.to_dict() for m in letters]},

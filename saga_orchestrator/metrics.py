@@ -35,6 +35,10 @@ ACTIVE = Gauge(
     "Sagas not yet terminal, by status (running or compensating), read from the database.",
     ["status"],
 )
+STREAM_SUBSCRIBERS = Gauge(
+    "saga_stream_subscribers",
+    "Clients of this process's live saga stream (GET /api/v1/sagas/stream and one saga's).",
+)
 STEP_DURATION = Histogram(
     "saga_step_duration_seconds",
     "From a step's command being sent to its reply being handled (or the saga giving up "

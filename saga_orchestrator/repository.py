@@ -33,6 +33,8 @@ def _state(saga: Saga) -> tuple[Any, ...]:
 
 # A saga's new transitions are written by the statement that writes the saga (one round
 # trip): they arrive as four arrays (step, status, message type, detail) and are unnested.
+# Each carries the saga's status as saved, and the statement notifies the live stream's
+# listeners (saga_orchestrator.stream); PostgreSQL delivers a NOTIFY only on commit.
 _ADD = (
     "WITH saga AS ("
     " INSERT INTO sagas (id, order_id, order_data, correlation_id, version, created_at,"
@@ -40,19 +42,19 @@ _ADD = (
     " VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $11, $12)"
     " ON CONFLICT DO NOTHING RETURNING id"
     "), history AS ("
-    " INSERT INTO saga_history (saga_id, step, status, message_type, detail, at)"
-    " SELECT saga.id, t.step, t.status, t.message_type, t.detail, $11"
+    " INSERT INTO saga_history (saga_id, step, status, message_type, detail, at, saga_status)"
+    " SELECT saga.id, t.step, t.status, t.message_type, t.detail, $11, $7"
     " FROM saga, unnest($13::text[], $14::text[], $15::text[], $16::text[])"
     " AS t(step, status, message_type, detail)"
-    ") SELECT count(*) FROM saga"
+    ") SELECT (SELECT count(*) FROM saga), pg_notify('saga_changes', '')"
 )
 # The sagas a unit of work advanced, written as it commits: one statement for all of a
 # batch's (arrays, unnested), the version checked per saga.
 _SAVE_ALL = (
     "WITH history AS ("
-    " INSERT INTO saga_history (saga_id, step, status, message_type, detail, at)"
+    " INSERT INTO saga_history (saga_id, step, status, message_type, detail, at, saga_status)"
     " SELECT * FROM unnest($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[],"
-    " $14::timestamptz[])"
+    " $14::timestamptz[], $15::text[])"
     "), saved AS ("
     " UPDATE sagas AS s SET version = v.version + 1, status = v.status,"
     " current_step = v.current_step, failure_reason = v.failure_reason, steps = v.steps,"
@@ -61,15 +63,11 @@ _SAVE_ALL = (
     " $7::timestamptz[], $8::timestamptz[])"
     " AS v(id, version, status, current_step, failure_reason, steps, updated_at, deadline_at)"
     " WHERE s.id = v.id AND s.version = v.version RETURNING s.id"
-    ") SELECT count(*) FROM saved"
+    ") SELECT (SELECT count(*) FROM saved), pg_notify('saga_changes', '')"
 )
 _DUE = (
     "SELECT * FROM sagas WHERE deadline_at <= $1 ORDER BY deadline_at LIMIT $2 "
     "FOR UPDATE SKIP LOCKED"
-)
-_AUDIT = (
-    "INSERT INTO admin_audit (at, action, target, actor, outcome, detail, request_id) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
 )
 
 
@@ -138,6 +136,8 @@ class _Advanced:
             [s.version for s in sagas],
             *([state[i] for state in states] for i in range(6)),
             *([row[i] for row in self.history] for i in range(6)),
+            # the status each saga is saved with, on each of its transitions
+            [self.sagas[row[0]].status.value for row in self.history],
         )
         if saved != len(sagas):
             raise ConcurrentUpdate(f"{len(sagas) - saved} saga(s) changed concurrently")
@@ -183,20 +183,3 @@ def _saga(row: Mapping[Any, Any]) -> Saga:
 
 
 _SAGAS = LockedRows("sagas", _saga)
-
-
-# ---------------------------------------------------------------- admin audit log
-
-
-async def record_audit(
-    conn: Connection,
-    *,
-    at: datetime,
-    action: str,
-    target: str,
-    actor: str,
-    outcome: str,
-    detail: str | None,
-    request_id: str | None,
-) -> None:
-    await conn.execute(_AUDIT, at, action, target, actor, outcome, detail, request_id)

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from saga_orchestrator import metrics, repository
 from saga_orchestrator.domain import Outgoing, Saga, SagaConflict
 from saga_orchestrator.messages import describe, emit, span_attributes
 from saga_orchestrator.settings import Settings
-from shared_domain import tracing
+from shared_domain import admin, tracing
+from shared_domain.admin import Actor
 from shared_domain.contracts import utcnow
 from shared_domain.runtime import Runtime
 
@@ -23,44 +22,6 @@ log = logging.getLogger(__name__)
 
 class SagaNotFound(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who asks, for the audit log."""
-
-    name: str
-    address: str
-    request_id: str | None
-
-    def __str__(self) -> str:
-        return f"{self.name} from {self.address}"
-
-
-async def audit(
-    rt: Runtime[Settings], action: str, target: str, actor: Actor, outcome: str, detail: str | None
-) -> None:
-    """An audit entry on its own (for operations that touch no saga)."""
-    async with rt.uow() as uow:
-        await repository.record_audit(uow.conn, **_entry(action, target, actor, outcome, detail))
-        await uow.commit()
-
-
-def _entry(
-    action: str, target: str, actor: Actor, outcome: str, detail: str | None
-) -> dict[str, Any]:
-    log.warning(
-        "admin %s %s by %s: %s%s", action, target, actor, outcome, f" ({detail})" if detail else ""
-    )
-    return {
-        "at": utcnow(),
-        "action": action,
-        "target": target,
-        "actor": str(actor)[:200],
-        "outcome": outcome,
-        "detail": detail,
-        "request_id": actor.request_id,
-    }
 
 
 async def _operate(
@@ -74,9 +35,7 @@ async def _operate(
     async with rt.uow() as uow:
         saga = await repository.get_for_update(uow.conn, saga_id)
         if saga is None:
-            await repository.record_audit(
-                uow.conn, **_entry(action, target, actor, "not_found", None)
-            )
+            await admin.record(uow.conn, action, target, actor, "not_found", None)
             await uow.commit()
             raise SagaNotFound(saga_id)
         now = utcnow()
@@ -85,17 +44,13 @@ async def _operate(
             try:
                 outgoing = change(saga, now)
             except SagaConflict as exc:
-                await repository.record_audit(
-                    uow.conn, **_entry(action, target, actor, "conflict", str(exc))
-                )
+                await admin.record(uow.conn, action, target, actor, "conflict", str(exc))
                 await uow.commit()
                 raise
             uow.on_commit(metrics.tally(saga, now))
             repository.save_at_commit(uow, saga)
             emit(uow, saga, outgoing, None)
-        await repository.record_audit(
-            uow.conn, **_entry(action, target, actor, "done", describe(saga, outgoing))
-        )
+        await admin.record(uow.conn, action, target, actor, "done", describe(saga, outgoing))
         await uow.commit()
     return saga
 

@@ -1,4 +1,4 @@
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field
 
 from saga_orchestrator.domain import FORWARD, SagaPolicy, Step, StepTimeout
 from shared_domain.backoff import Backoff
@@ -57,19 +57,6 @@ class Settings(ServiceSettings):
     timeout_check_interval: float = Field(
         1.0, gt=0, le=60, validation_alias="TIMEOUT_CHECK_INTERVAL"
     )
-
-    # Admin mutations (retry, compensate, dead-letter replay and discard) need this key in
-    # the X-Admin-Key header; unset, they are disabled.
-    admin_api_key: SecretStr | None = Field(None, validation_alias="ADMIN_API_KEY")
-
-    @field_validator("admin_api_key")
-    @classmethod
-    def _strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
-            return None
-        if len(value.get_secret_value()) < 12:
-            raise ValueError("must be at least 12 characters (or unset to disable admin)")
-        return value
 
     def saga_policy(self) -> SagaPolicy:
         timeouts: dict[Step, StepTimeout] = {}

@@ -12,11 +12,23 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.types import UserDefinedType
 
+from shared_domain.admin import define_audit_table
 from shared_domain.inbox import define_inbox_table
 from shared_domain.outbox import define_outbox_table
 
 metadata = MetaData()
+
+
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "xid8"
+
 
 sagas = Table(
     "sagas",
@@ -54,22 +66,16 @@ saga_history = Table(
     Column("message_type", String(50), nullable=False),
     Column("detail", Text, nullable=True),
     Column("at", DateTime(timezone=True), nullable=False),
+    # The saga's status as this transition was saved (NULL on rows older than it).
+    Column("saga_status", String(20), nullable=True),
+    # The writing transaction: with `id`, the row's place in the live stream, which
+    # hands a row out only once every older transaction has ended (see
+    # saga_orchestrator.stream).
+    Column("txid", Xid8, nullable=False, server_default=text("pg_current_xact_id()")),
+    Index("ix_saga_history_position", "txid", "id"),
 )
 
-# Who did what through the admin API, and how it ended.
-admin_audit = Table(
-    "admin_audit",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("action", String(50), nullable=False),
-    Column("target", String(200), nullable=False),
-    Column("actor", String(200), nullable=False),
-    Column("outcome", String(20), nullable=False),
-    Column("detail", Text, nullable=True),
-    Column("request_id", String(100), nullable=True),
-    Index("ix_admin_audit_at", "at"),
-)
+admin_audit = define_audit_table(metadata)
 
 outbox = define_outbox_table(metadata)
 inbox = define_inbox_table(metadata)

@@ -1,5 +1,5 @@
 """What the API shows of sagas and the audit log: queries through the read engine, never
-the write side's locks."""
+the write side's locks. (The audit log's: shared_domain.admin.)"""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from uuid import UUID
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from saga_orchestrator.tables import admin_audit, saga_history, sagas
-from shared_domain.views import fetch_all
+from saga_orchestrator.tables import saga_history, sagas
 
 
 def _view(row: Any) -> dict[str, Any]:
@@ -57,6 +56,12 @@ async def count_by_status(engine: AsyncEngine, statuses: list[str]) -> dict[str,
         return {status: count for status, count in (await conn.execute(query)).tuples()}
 
 
+async def saga_exists(engine: AsyncEngine, saga_id: UUID) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.execute(select(sagas.c.id).where(sagas.c.id == saga_id))
+        return found.first() is not None
+
+
 async def get_saga(engine: AsyncEngine, saga_id: UUID) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         row = (await conn.execute(select(sagas).where(sagas.c.id == saga_id))).one_or_none()
@@ -82,9 +87,3 @@ async def get_saga(engine: AsyncEngine, saga_id: UUID) -> dict[str, Any] | None:
         for h in history
     ]
     return view
-
-
-async def list_audit(engine: AsyncEngine, limit: int) -> list[dict[str, Any]]:
-    return await fetch_all(
-        engine, select(admin_audit).order_by(admin_audit.c.id.desc()).limit(limit)
-    )

@@ -10,7 +10,9 @@ Checks that PostgreSQL and RabbitMQ are reachable (same settings as the services
 environment, then `.env`, then the defaults), starts the services, waits until every one is
 healthy, prints where each listens, then streams their logs prefixed with `[service] `.
 Ctrl-C (SIGINT) or SIGTERM stops everything and exits 0; a service that dies on its own
-stops the rest and exits 1.
+stops the rest and exits 1, or with `--restart` is started again. Without ADMIN_API_KEY
+set, the run makes a key of its own for every service and prints it with the console's
+address.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -43,6 +46,10 @@ from shared_domain.settings import ServiceSettings
 
 CHECK_TIMEOUT = 3.0
 START_TIMEOUT = 120.0
+# With --restart, a service that dies more often than this gives up the run: it is
+# broken, not killed.
+CRASH_LIMIT = 5
+CRASH_WINDOW = 60.0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -71,6 +78,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="NAME=N",
         help="run N replicas of a service, repeatable (e.g. --scale saga_orchestrator=3)",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="start a service again when it dies (kill -9 one and watch the sagas recover) "
+        "instead of stopping them all",
     )
     parser.add_argument(
         "--timeout",
@@ -216,7 +229,9 @@ def report_unreachable(
             )
 
 
-def print_table(stack: Stack, services: Sequence[str], settings: ServiceSettings) -> None:
+def print_table(
+    stack: Stack, services: Sequence[str], settings: ServiceSettings, made_key: str | None
+) -> None:
     rows = [("SERVICE", "URL", "HEALTH")]
     rows += [
         (name, stack.url(name), stack.url(name) + HEALTH_PATH)
@@ -235,6 +250,8 @@ def print_table(stack: Stack, services: Sequence[str], settings: ServiceSettings
         f"(vhost {settings.rabbitmq_vhost!r})"
     )
     lines.append(f"PostgreSQL: {settings.db_host}:{settings.db_port} as {settings.db_user!r}")
+    if made_key is not None:
+        lines.append(f"Admin key made for this run: export ADMIN_API_KEY={made_key}")
     lines.append("All services healthy. Streaming logs; press Ctrl-C to stop.")
     rule = "=" * max(len(line) for line in lines)
     print("\n".join(["", rule, *lines, rule, ""]), flush=True)
@@ -259,10 +276,17 @@ async def run(args: argparse.Namespace) -> int:
         if warning is not None:
             print(warning, file=sys.stderr, flush=True)
 
+    # The admin actions stay closed by default in the services; a local run opens them
+    # with a key of its own, printed with the console's address.
+    made_key = None if settings.admin_api_key is not None else secrets.token_urlsafe(18)
+    env = dict(args.extra_env)
+    if made_key is not None:
+        env["ADMIN_API_KEY"] = made_key
+
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     stack = Stack(
-        env=args.extra_env,
+        env=env,
         ports=service_ports(args.extra_env),
         echo=True,
         replicas=args.replicas,
@@ -298,25 +322,46 @@ async def run(args: argparse.Namespace) -> int:
             print(f"\nFailed to start: {exc}", file=sys.stderr, flush=True)
             return 1
 
-        print_table(stack, args.services, settings)
+        print_table(stack, args.services, settings, made_key)
 
-        watcher = asyncio.create_task(stack.wait_exit())
-        await asyncio.wait({stopper, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if not stop_requested.is_set():
-            # The same Ctrl-C reaches the services too; give our own handler a moment.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop_requested.wait(), 0.5)
-        if stop_requested.is_set():
-            watcher.cancel()
-            return 0
-        service, returncode = watcher.result()
-        print(
-            f"\n*** {service} {describe_exit(returncode)} unexpectedly; "
-            "stopping the other services. ***",
-            file=sys.stderr,
-            flush=True,
-        )
-        return 1
+        deaths: list[float] = []
+        while True:
+            watcher = asyncio.create_task(stack.wait_exit())
+            await asyncio.wait({stopper, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not stop_requested.is_set():
+                # The same Ctrl-C reaches the services too; give our own handler a moment.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop_requested.wait(), 0.5)
+            if stop_requested.is_set():
+                watcher.cancel()
+                return 0
+            service, returncode = watcher.result()
+            now = loop.time()
+            deaths = [t for t in deaths if now - t < CRASH_WINDOW] + [now]
+            if not args.restart or len(deaths) > CRASH_LIMIT:
+                why = (
+                    f"it died {len(deaths)} times within {CRASH_WINDOW:g} s"
+                    if args.restart
+                    else "stopping the other services"
+                )
+                print(
+                    f"\n*** {service} {describe_exit(returncode)} unexpectedly; {why}. ***",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
+            print(
+                f"\n*** {service} {describe_exit(returncode)} unexpectedly; "
+                "starting it again (--restart). ***",
+                file=sys.stderr,
+                flush=True,
+            )
+            try:
+                await stack.start([service], timeout=args.timeout)
+            except StackError as exc:
+                print(f"\nFailed to restart: {exc}", file=sys.stderr, flush=True)
+                return 1
+            print(f"*** {service} is back. ***", file=sys.stderr, flush=True)
     finally:
         stopper.cancel()
         await stack.stop()

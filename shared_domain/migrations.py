@@ -51,3 +51,61 @@ def run_env(metadata: MetaData, settings_factory: Callable[[], ServiceSettings])
             context.run_migrations()
     else:
         asyncio.run(run_async())
+
+
+# ---------------------------------------------------------------- shared tables
+# The tables shared_domain defines for several services (shared_domain.admin and
+# shared_domain.failure_rates), as each service's migration creates them.
+
+
+def create_audit_table() -> None:
+    from alembic import op
+    from sqlalchemy import BigInteger, Column, DateTime, PrimaryKeyConstraint, String, Text
+
+    op.create_table(
+        "admin_audit",
+        Column("id", BigInteger(), autoincrement=True, nullable=False),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("action", String(length=50), nullable=False),
+        Column("target", String(length=200), nullable=False),
+        Column("actor", String(length=200), nullable=False),
+        Column("outcome", String(length=20), nullable=False),
+        Column("detail", Text(), nullable=True),
+        Column("request_id", String(length=100), nullable=True),
+        PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_admin_audit_at", "admin_audit", ["at"], unique=False)
+
+
+def create_failure_rates_table() -> None:
+    from alembic import op
+    from sqlalchemy import Column, DateTime, Float, PrimaryKeyConstraint, String
+
+    op.create_table(
+        "failure_rates",
+        Column("name", String(length=50), nullable=False),
+        Column("rate", Float(), nullable=False),
+        Column("set_at", DateTime(timezone=True), nullable=False),
+        Column("set_by", String(length=200), nullable=False),
+        PrimaryKeyConstraint("name"),
+    )
+    op.create_table(
+        "failure_rate_replicas",
+        Column("instance", String(length=100), nullable=False),
+        Column("seen_at", DateTime(timezone=True), nullable=False),
+        PrimaryKeyConstraint("instance"),
+    )
+
+
+def drop_audit_table() -> None:
+    from alembic import op
+
+    op.drop_index("ix_admin_audit_at", table_name="admin_audit")
+    op.drop_table("admin_audit")
+
+
+def drop_failure_rates_table() -> None:
+    from alembic import op
+
+    op.drop_table("failure_rate_replicas")
+    op.drop_table("failure_rates")

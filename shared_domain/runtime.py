@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Mapping
 from dataclasses import dataclass
+from types import FrameType
 from typing import Annotated, Any, Generic, TypeVar
 
 import asyncpg
@@ -18,11 +19,13 @@ from pydantic import ValidationError
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared_domain import metrics, migrations, pg, tracing
+from shared_domain import failure_rates, metrics, migrations, pg, tracing
+from shared_domain.admin import audit_router, failure_rates_router
 from shared_domain.backoff import Backoff
 from shared_domain.batching import Batcher, Preload, joined_unit_of_work
 from shared_domain.contracts import Envelope
 from shared_domain.db import UnitOfWork, create_engine, create_pool
+from shared_domain.failure_rates import FailureRates
 from shared_domain.health import broker_check, database_check, health_router
 from shared_domain.http import (
     JsonResponse,
@@ -64,6 +67,9 @@ class ServiceDefinition(Generic[S]):
     dead_letter_queues: tuple[str, ...] = ()
     # Its own scrape-time readings, beside those every service takes (see shared_domain.metrics).
     readings: Callable[[Runtime[S]], Mapping[str, metrics.Reading]] | None = None
+    # Its chaos knobs, changeable at run time (see shared_domain.failure_rates): name ->
+    # (environment variable, start-up value).
+    failure_rates: Callable[[S], Mapping[str, tuple[str, float]]] | None = None
 
 
 class Runtime(Generic[S]):
@@ -78,15 +84,34 @@ class Runtime(Generic[S]):
         self.broker = Broker(
             settings.amqp_url, prefetch_count=settings.prefetch_count, app_id=definition.name
         )
+        self.failure_rates = (
+            FailureRates(definition.failure_rates(settings)) if definition.failure_rates else None
+        )
         self._pool: asyncpg.Pool | None = None
         self._relay: OutboxRelay | None = None
         self._batcher: Batcher | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._closing: list[Callable[[], None]] = []
+        # What the service's own parts keep for the process's lifetime, by key.
+        self.components: dict[Hashable, Any] = {}
 
     def on_stop(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
+
+    def on_closing(self, hook: Callable[[], None]) -> None:
+        """`hook` runs as soon as the process is told to stop, before the server waits
+        for its open responses to finish (a live stream would never finish)."""
+        self._closing.append(hook)
+
+    def closing(self) -> None:
+        hooks, self._closing = self._closing, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("%s: a closing hook failed", self.name)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -152,6 +177,14 @@ class Runtime(Generic[S]):
                 f"{self.name}: cannot reach RabbitMQ at {s.amqp_display}: {exc}. "
                 "Start it (e.g. `rabbitmq-server -detached`) or set RABBITMQ_HOST/RABBITMQ_PORT."
             ) from exc
+        if self.failure_rates is not None:
+            try:  # before the first message: an operator's rate applies from the start
+                await failure_rates.start(self)
+            except Exception as exc:
+                log.warning("%s: starting on the environment's failure rates: %s", self.name, exc)
+            self._tasks.append(
+                asyncio.create_task(failure_rates.follow(self, self._stop), name="failure-rates")
+            )
         if self.definition.batches and s.consumer_batch_size > 1:
             self._batcher = Batcher(
                 lambda: UnitOfWork(self.pool, None, s.outbox_grace_period, begin_later=True),
@@ -175,6 +208,7 @@ class Runtime(Generic[S]):
             self._tasks.append(asyncio.create_task(loop(self, self._stop), name=loop.__name__))
 
     async def stop(self) -> None:
+        self.closing()
         self._stop.set()
         for task in self._tasks:
             with contextlib.suppress(Exception):
@@ -212,10 +246,12 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
         runtime = Runtime(definition, settings)
         await runtime.start()
         app.state.runtime = runtime
+        _running.add(runtime)
         log.info("%s listening on %s:%d", definition.name, settings.host, settings.port)
         try:
             yield
         finally:
+            _running.discard(runtime)
             await runtime.stop()
             tracing.shutdown()
 
@@ -246,8 +282,29 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
         return Response(body, media_type=content_type)
 
     app.include_router(health_router(definition.name, checks), prefix="/api/v1")
+    if "admin_audit" in definition.metadata.tables:
+        app.include_router(audit_router, prefix="/api/v1")
+    if definition.failure_rates is not None:
+        app.include_router(failure_rates_router, prefix="/api/v1")
     app.include_router(definition.router, prefix="/api/v1")
     return app
+
+
+_running: set[Runtime[Any]] = set()
+
+
+class _Server(uvicorn.Server):
+    """Tells the running service it is stopping as soon as the signal comes."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        try:
+            loop = asyncio.get_running_loop()  # the signal is handled on the loop's thread
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            for runtime in list(_running):
+                loop.call_soon_threadsafe(runtime.closing)
+        super().handle_exit(sig, frame)
 
 
 def load_settings(definition: ServiceDefinition[S]) -> S:
@@ -321,7 +378,7 @@ def main(definition: ServiceDefinition[Any]) -> None:
     except SystemExit as exc:
         log.error("%s", exc)
         sys.exit(1)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(definition, settings),
         host=settings.host,
         port=settings.port,
@@ -331,3 +388,4 @@ def main(definition: ServiceDefinition[Any]) -> None:
         http="httptools",
         timeout_graceful_shutdown=10,
     )
+    _Server(config).run()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
@@ -78,6 +78,20 @@ class ServiceSettings(BaseSettings):
     outbox_grace_period: float = Field(2.0, ge=0, le=600, validation_alias="OUTBOX_GRACE_PERIOD")
 
     startup_timeout: float = Field(60.0, gt=0, validation_alias="STARTUP_TIMEOUT")
+
+    # Admin actions (the orchestrator's retry, compensate and dead-letter replay and
+    # discard; stock; failure rates) need this key in the X-Admin-Key header; unset, they
+    # are disabled.
+    admin_api_key: SecretStr | None = Field(None, validation_alias="ADMIN_API_KEY")
+
+    @field_validator("admin_api_key")
+    @classmethod
+    def _strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < 12:
+            raise ValueError("must be at least 12 characters (or unset to disable admin)")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -15,4 +15,5 @@ SERVICE = ServiceDefinition(
     queue=SHIPPING_COMMANDS,
     build_handlers=build_handlers,
     router=router,
+    failure_rates=lambda s: {"shipping": ("SHIPPING_FAILURE_RATE", s.shipping_failure_rate)},
 )

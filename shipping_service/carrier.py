@@ -8,6 +8,8 @@ import random
 from dataclasses import dataclass
 from uuid import UUID
 
+from shared_domain.failure_rates import FailureRate
+
 CARRIERS = ("UPS", "FedEx", "DHL")
 
 
@@ -22,8 +24,12 @@ class CarrierUnavailable(Exception):
 
 
 class SimulatedCarrier:
-    def __init__(self, failure_rate: float) -> None:
-        self.failure_rate = failure_rate
+    def __init__(self, failure_rate: float | FailureRate) -> None:
+        self._rate = FailureRate.of("shipping", failure_rate)
+
+    @property
+    def failure_rate(self) -> float:
+        return self._rate.value
 
     async def book(self, order_id: UUID) -> Booking:
         if self.failure_rate and random.random() < self.failure_rate:

@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
-    carrier = SimulatedCarrier(rt.settings.shipping_failure_rate)
+    rates = rt.failure_rates
+    carrier = SimulatedCarrier(
+        rates["shipping"] if rates is not None else rt.settings.shipping_failure_rate
+    )
 
     async def book(envelope: Envelope, command: CreateShipment) -> Shipment:
         address = command.shipping_address.model_dump()

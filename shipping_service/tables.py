@@ -1,6 +1,8 @@
 from sqlalchemy import Column, DateTime, MetaData, String, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from shared_domain.admin import define_audit_table
+from shared_domain.failure_rates import define_failure_rates_table
 from shared_domain.inbox import define_inbox_table
 from shared_domain.outbox import define_outbox_table
 
@@ -22,3 +24,5 @@ shipments = Table(
 
 outbox = define_outbox_table(metadata)
 inbox = define_inbox_table(metadata)
+admin_audit = define_audit_table(metadata)
+failure_rates = define_failure_rates_table(metadata)

@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import asyncpg
 
 from saga_orchestrator.domain import REPEATABLE
 from scripts.bench import calibrate, procstat
@@ -27,7 +26,6 @@ from scripts.bench.load import Driver, Placed
 from scripts.bench.outcomes import Outcomes
 from scripts.invariants import TERMINAL, audit_orders, customer_orders, stock_problems
 from scripts.isolation import (
-    PG,
     RABBIT_PASSWORD,
     RABBIT_USER,
     create_vhost,
@@ -39,6 +37,7 @@ from scripts.otlp_sink import OtlpSink
 from scripts.stack import SERVICES, Stack
 
 STOCK = 10_000_000  # goods received before the run, so that no order fails for stock
+ADMIN_KEY = uuid.uuid4().hex  # the run's own: it stocks the warehouse through the API
 STEPS = ("payment", "inventory", "shipping", "notification")
 
 
@@ -91,6 +90,7 @@ async def isolated_stack(config: Config, log_dir: Path) -> AsyncIterator[tuple[S
         "PAYMENT_FAILURE_RATE": str(config.payment_failure_rate),
         "SHIPPING_FAILURE_RATE": str(config.shipping_failure_rate),
         "NOTIFICATION_FAILURE_RATE": str(config.notification_failure_rate),
+        "ADMIN_API_KEY": ADMIN_KEY,
         **config.env,
     }
     stack = Stack(
@@ -135,14 +135,21 @@ class Reader:
         raise RuntimeError(f"GET {service} {path} kept failing")
 
 
-async def receive_goods(stack: Stack) -> None:
-    """The warehouse is stocked for the run (the one step not done through the API: the
-    inventory service has no endpoint for receiving goods)."""
-    conn = await asyncpg.connect(database=stack.database("inventory_service"), **PG)
-    try:
-        await conn.execute("UPDATE products SET stock = $1", STOCK)
-    finally:
-        await conn.close()
+async def receive_goods(stack: Stack, client: aiohttp.ClientSession) -> None:
+    """The warehouse is stocked for the run, through the inventory's stock endpoint."""
+    url = f"{stack.url('inventory_service')}/api/v1/products"
+    async with client.get(url) as response:
+        products = (await response.json())["data"]
+    for product in products:
+        wanted = STOCK - product["stock"]
+        if wanted > 0:
+            async with client.post(
+                f"{url}/{product['id']}/stock",
+                json={"quantity": wanted},
+                headers={"X-Admin-Key": ADMIN_KEY, "X-Admin-Actor": "bench"},
+            ) as response:
+                if response.status != 200:
+                    raise RuntimeError(f"stocking {product['id']}: {await response.text()}")
 
 
 class CpuMeter:
@@ -220,7 +227,7 @@ async def _measure(
     config: Config, stack: Stack, vhost: str, client: aiohttp.ClientSession, tick: Tick
 ) -> dict[str, Any]:
     read = Reader(client, stack)
-    await receive_goods(stack)
+    await receive_goods(stack, client)
     before = {p["id"]: p for p in await read("inventory_service", "/products")}
     products = [(pid, p["price"]) for pid, p in before.items()]
     outcomes = Outcomes()

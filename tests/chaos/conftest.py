@@ -12,7 +12,7 @@ import pytest
 
 from scripts.isolation import create_vhost, delete_vhost, free_port
 from scripts.stack import SERVICES, Stack
-from tests.chaos.harness import LONG, REPLICAS, RESULTS, Chaos
+from tests.chaos.harness import ADMIN_KEY, LONG, REPLICAS, RESULTS, Chaos
 from tests.support import test_env
 
 
@@ -36,6 +36,7 @@ async def chaos(
         "SHIPPING_FAILURE_RATE": "0.05",
         "NOTIFICATION_FAILURE_RATE": "0.02",
         "NOTIFICATION_RETRY_DELAY": "0.01",
+        "ADMIN_API_KEY": ADMIN_KEY,
         "COMPENSATION_RETRY_DELAY": "0.1",
         # a command lost with a killed process is re-sent quickly
         "PAYMENT_STEP_TIMEOUT": "3",

@@ -42,6 +42,7 @@ BROKER_RESTART = os.environ.get("CHAOS_BROKER_RESTART") == "1"
 
 LOAD_PRODUCTS = [MOUSE, HUB, KEYBOARD, MONITOR]  # the laptop is kept for the contention test
 LOAD_CLIENTS = 3
+ADMIN_KEY = "chaos-admin-key-5b7e0c2d"  # the harness stocks the warehouse through the API
 LOAD_PAUSE = 0.1  # seconds between two orders of one client
 FAULT_BOUND = 60.0  # seconds the longest fault takes, restarts included
 # Each scenario restocks every load product with as much as its load could ever buy of
@@ -81,17 +82,30 @@ class Chaos:
     async def restock(self, units: int) -> None:
         """Goods arrive at the warehouse, so that every scenario has stock to sell and
         exercises the whole saga, not only the shortage path."""
-        conn = await asyncpg.connect(database=self.stack.database("inventory_service"), **PG)
-        try:
-            await conn.execute(
-                "UPDATE products SET stock = stock + $1 WHERE id = ANY($2::uuid[])",
-                units,
-                LOAD_PRODUCTS,
-            )
-        finally:
-            await conn.close()
         for product in LOAD_PRODUCTS:
+            await self.add_stock(product, units)
             self.restocked[product] += units
+
+    async def add_stock(self, product: str, units: int) -> None:
+        """Through the inventory's stock endpoint, on any live replica. Only a request
+        that never reached one is tried again: a change is not idempotent, and one that
+        may have been applied must not be applied twice."""
+        for _ in range(100):
+            for name in self.stack.instances("inventory_service"):
+                if not self.stack.running(name):
+                    continue
+                try:
+                    response = await self.client.post(
+                        f"{self.stack.url(name)}/api/v1/products/{product}/stock",
+                        json={"quantity": units},
+                        headers={"X-Admin-Key": ADMIN_KEY, "X-Admin-Actor": "chaos"},
+                    )
+                except httpx.ConnectError:
+                    continue
+                assert response.status_code == 200, response.text
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"no inventory replica took the stock for {product}")
 
     def url(self, service: str, path: str) -> str:
         return f"{self.stack.url(service)}/api/v1{path}"

@@ -4,6 +4,7 @@ own databases; the tests talk to them over HTTP only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -53,6 +54,8 @@ class Api:
     placed: list[dict[str, Any]] = field(default_factory=list)
     env: dict[str, dict[str, str]] = field(default_factory=dict)
     vhost: str = "/"
+    admin_key: str = ADMIN_KEY
+    rates: dict[str, float] = field(default_factory=dict)  # as this client last set them
 
     def url(self, service: str, path: str) -> str:
         return f"{self.stack.url(service)}/api/v1{path}"
@@ -115,20 +118,34 @@ class Api:
         assert stock[best][0] >= quantity, f"no product has {quantity} units left: {stock}"
         return best
 
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"X-Admin-Key": self.admin_key}
+
+    async def set_rate(self, service: str, name: str, rate: float | None) -> dict[str, Any]:
+        """Set a worker's failure rate at run time (None: back to its environment's)."""
+        url = self.url(service, f"/admin/failure-rates/{name}")
+        if rate is None:
+            response = await self.client.delete(url, headers=self.admin)
+        else:
+            response = await self.client.put(url, json={"rate": rate}, headers=self.admin)
+        assert response.status_code == 200, response.text
+        data: dict[str, Any] = response.json()["data"]
+        return data
+
     async def failure_rates(
         self, payment: float = 0.0, shipping: float = 0.0, notification: float = 0.0
     ) -> None:
-        """Restart only the services whose chaos knob changes."""
+        """Set the workers' failure rates at run time (only those that change)."""
         wanted = {
-            "payment_service": payment,
-            "shipping_service": shipping,
-            "notification_service": notification,
+            ("payment_service", "payment"): payment,
+            ("shipping_service", "shipping"): shipping,
+            ("notification_service", "notification"): notification,
         }
-        for service, rate in wanted.items():
-            value = str(rate)
-            if self.env.get(service, {}).get(RATE_ENV[service]) != value:
-                await self.stack.restart(service, {RATE_ENV[service]: value})
-                self.env.setdefault(service, {})[RATE_ENV[service]] = value
+        for (service, name), rate in wanted.items():
+            if self.rates.get(name) != rate:
+                await self.set_rate(service, name, rate)
+                self.rates[name] = rate
 
 
 @pytest.fixture(scope="session")
@@ -187,3 +204,57 @@ async def wait_for(check: Any, what: str, timeout: float = 20) -> Any:
 
 def money(value: str | int | float) -> Decimal:
     return Decimal(str(value))
+
+
+@contextlib.asynccontextmanager
+async def own_stack(
+    name: str,
+    db_prefix: str,
+    log_dir: Path,
+    env: dict[str, str],
+    replicas: dict[str, int],
+    admin_key: str = ADMIN_KEY,
+) -> AsyncIterator[Api]:
+    """A stack apart from the session's: its own vhost `name`, databases and ports."""
+    create_vhost(name)
+    stack = Stack(
+        env={
+            **test_env(name),
+            **{knob: "0" for knob in RATE_ENV.values()},
+            "NOTIFICATION_RETRY_DELAY": "0.01",
+            "ADMIN_API_KEY": admin_key,
+            **env,
+        },
+        ports={s: free_port() for s in SERVICES},
+        db_prefix=db_prefix,
+        log_dir=log_dir,
+        replicas=replicas,
+    )
+    try:
+        async with stack, httpx.AsyncClient(timeout=15) as client:
+            yield Api(
+                stack,
+                client,
+                env={s: {k: "0.0"} for s, k in RATE_ENV.items()},
+                vhost=name,
+                admin_key=admin_key,
+            )
+    finally:
+        delete_vhost(name)
+
+
+@pytest.fixture(scope="module")
+async def replicated(
+    vhost: str, db_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Api]:
+    """A stack of its own with two orchestrators and two payment services: what one
+    replica is told, or commits, every replica must act on. Module-scoped, with small
+    pools: beside the session's stack, it must leave PostgreSQL connections to spare."""
+    async with own_stack(
+        f"{vhost}_replicated",
+        f"{db_prefix}replicated_",
+        tmp_path_factory.mktemp("replicated-logs"),
+        {"DB_POOL_SIZE": "4", "DB_READ_POOL_SIZE": "2"},
+        {"saga_orchestrator": 2, "payment_service": 2},
+    ) as api:
+        yield api

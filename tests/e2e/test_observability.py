@@ -19,16 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import httpx
 import pytest
 
-from scripts.isolation import create_vhost, delete_vhost, free_port
 from scripts.otlp_sink import OtlpSink, ReceivedSpan
-from scripts.stack import SERVICES, Stack
+from scripts.stack import SERVICES
 from shared_domain.contracts import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, Envelope, MessageType
-from tests.e2e.conftest import LAPTOP, RATE_ENV, Api, line, wait_for
+from tests.e2e.conftest import LAPTOP, Api, line, own_stack, wait_for
 from tests.metrics_support import PROMETHEUS, PrometheusServer, Sample, scrape, series, total
-from tests.support import test_env as service_env
 
 pytestmark = pytest.mark.e2e
 
@@ -62,29 +59,21 @@ async def sink() -> AsyncIterator[OtlpSink]:
 
 @pytest.fixture(scope="module")
 async def observed(vhost: str, db_prefix: str, log_dir: Path, sink: OtlpSink) -> AsyncIterator[Api]:
-    name = f"{vhost}_observed"
-    create_vhost(name)
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms: spans reach the receiver quickly
-        **service_env(name),
-        **{knob: "0" for knob in RATE_ENV.values()},
         **SECRETS,  # PostgreSQL trusts local connections: the password is only carried
-        "NOTIFICATION_RETRY_DELAY": "0.01",
         "LOG_FORMAT": "json",
     }
-    stack = Stack(
-        env=env,
-        ports={s: free_port() for s in SERVICES},
-        db_prefix=f"{db_prefix}observed_",
-        log_dir=log_dir,
-        replicas={"saga_orchestrator": ORCHESTRATOR_REPLICAS},
-    )
-    try:
-        async with stack, httpx.AsyncClient(timeout=15) as client:
-            yield Api(stack, client, env={s: {k: "0.0"} for s, k in RATE_ENV.items()}, vhost=name)
-    finally:
-        delete_vhost(name)
+    async with own_stack(
+        f"{vhost}_observed",
+        f"{db_prefix}observed_",
+        log_dir,
+        env,
+        {"saga_orchestrator": ORCHESTRATOR_REPLICAS},
+        admin_key=SECRETS["ADMIN_API_KEY"],
+    ) as api:
+        yield api
 
 
 async def settled(api: Api, order: dict[str, Any]) -> dict[str, Any]:
