@@ -4,13 +4,14 @@
 # make chaos  the long chaos run: 3 replicas of everything, longer load and outages,
 #             and a real RabbitMQ stop/start (it restarts the local broker)
 # make bench  the benchmark (ARGS="--help" lists its options)
+# make bench-pages  the console's pages timed with 100,000 sagas stored
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dev-installed
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
-.PHONY: run test lint unit integration e2e chaos bench clean
+.PHONY: run test lint unit integration e2e chaos bench bench-pages clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +44,9 @@ chaos: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m scripts.bench $(ARGS)
+
+bench-pages: $(STAMP)
+	$(PY) -m scripts.bench.pages $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,9 +10,11 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from saga_orchestrator import services, stream, views
+from saga_orchestrator import gateway, services, stream, views
+from saga_orchestrator.console import router as console_router
 from saga_orchestrator.dlq_api import router as dlq_router
-from saga_orchestrator.domain import SagaConflict, SagaStatus
+from saga_orchestrator.domain import SagaConflict, SagaStatus, Step
+from saga_orchestrator.gateway import router as gateway_router
 from shared_domain.admin import AdminDep
 from shared_domain.http import ApiError, JsonResponse, NotFound, envelope
 from shared_domain.runtime import RuntimeDep
@@ -31,11 +33,18 @@ async def list_sagas(
     request: Request,
     rt: RuntimeDep,
     status: SagaStatus | None = None,
+    step: Annotated[Step | None, Query(description="the step a saga is at now")] = None,
+    q: Annotated[UUID | None, Query(description="a saga id, an order id or a customer id")] = None,
     page: int = Query(1, ge=1),
     page_size: int = Query(20, ge=1, le=200),
 ) -> JsonResponse:
     items, total = await views.list_sagas(
-        rt.engine, status.value if status else None, page_size, (page - 1) * page_size
+        rt.engine,
+        status.value if status else None,
+        page_size,
+        (page - 1) * page_size,
+        step=step.value if step else None,
+        search=q,
     )
     return envelope(
         request,
@@ -111,6 +120,17 @@ async def get_saga(saga_id: UUID, request: Request, rt: RuntimeDep) -> JsonRespo
     return envelope(request, data=saga, message="saga found")
 
 
+@router.get("/sagas/{saga_id}/holdings")
+async def saga_holdings(saga_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
+    """What each service holds for the saga's order, from the services' own APIs."""
+    saga = await views.get_saga(rt.engine, saga_id)
+    if saga is None:
+        raise NotFound("saga", saga_id)
+    found = await gateway.holdings(rt, saga["order_id"])
+    missing = ", ".join(found["errors"]) or "none"
+    return envelope(request, data=found, message=f"what the services hold; unanswered: {missing}")
+
+
 @router.post("/sagas/{saga_id}/retry", status_code=202)
 async def retry_saga(
     saga_id: UUID, request: Request, rt: RuntimeDep, actor: AdminDep
@@ -154,3 +174,5 @@ async def compensate_saga(
 
 
 router.include_router(dlq_router)
+router.include_router(console_router)
+router.include_router(gateway_router)

@@ -1,6 +1,6 @@
 """Wiring: what the orchestrator consumes, stores and serves."""
 
-from saga_orchestrator import metrics, tables
+from saga_orchestrator import console, metrics, tables
 from saga_orchestrator.api import router
 from saga_orchestrator.handlers import build_handlers, preload
 from saga_orchestrator.settings import Settings
@@ -21,4 +21,5 @@ SERVICE = ServiceDefinition(
     background=(watch_deadlines,),
     dead_letter_queues=tuple(q.dlq for q in ALL_QUEUES),  # it runs the dead-letter tooling
     readings=metrics.readings,
+    mounts=(("/console", console.pages),),
 )

@@ -5,26 +5,39 @@ orchestrator's admin API, so it works against a local stack or a remote one alik
     sagactl dlq show payment_service.commands.dlq
     sagactl dlq replay payment_service.commands.dlq <message-id>
     sagactl saga retry <saga-id>
+    sagactl saga show <saga-id>
+    sagactl watch
+    sagactl stock add 550e8400-e29b-41d4-a716-446655440003 100
+    sagactl rates set shipping 1
 """
 
 from __future__ import annotations
 
 import getpass
 import json
-from typing import Annotated, Any
+import time
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from saga_orchestrator.sse import EventParser
+
 app = typer.Typer(
-    help="Operate the order saga: sagas, dead letters, audit log.", no_args_is_help=True
+    help="Operate the order saga: sagas, the live stream, dead letters, stock, failure rates, "
+    "audit log.",
+    no_args_is_help=True,
 )
 saga_app = typer.Typer(help="Inspect, retry or compensate sagas.", no_args_is_help=True)
 dlq_app = typer.Typer(help="List, inspect, replay or discard dead letters.", no_args_is_help=True)
+stock_app = typer.Typer(help="List products, add stock.", no_args_is_help=True)
+rates_app = typer.Typer(help="Read and set the workers' failure rates.", no_args_is_help=True)
 app.add_typer(saga_app, name="saga")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(stock_app, name="stock")
+app.add_typer(rates_app, name="rates")
 
 out = Console()
 err = Console(stderr=True)
@@ -37,7 +50,21 @@ class Client:
         self.actor = actor
         self.as_json = as_json
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def fail(self, response: httpx.Response) -> NoReturn:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"message": response.text[:500]}
+        error = body.get("error") or {}
+        err.print(
+            f"[red]HTTP {response.status_code} {error.get('code', '')}: "
+            f"{error.get('message') or body.get('message')}[/red]"
+        )
+        raise typer.Exit(1)
+
+    def call(self, method: str, path: str, *, quiet: bool = False, **kwargs: Any) -> Any:
+        """The `data` of the answer; its `message` goes to stderr unless `quiet` (a
+        command that makes several calls says what it found itself)."""
         headers = {"X-Admin-Actor": self.actor}
         if self.key:
             headers["X-Admin-Key"] = self.key
@@ -54,15 +81,10 @@ class Client:
             err.print(f"[red]HTTP {response.status_code}: {response.text[:500]}[/red]")
             raise typer.Exit(1) from None
         if response.status_code >= 400:
-            error = body.get("error") or {}
-            err.print(
-                f"[red]HTTP {response.status_code} {error.get('code', '')}: "
-                f"{error.get('message') or body.get('message')}[/red]"
-            )
-            raise typer.Exit(1)
+            self.fail(response)
         if self.as_json:
             out.print_json(json.dumps(body["data"]))
-        elif body.get("message"):
+        elif body.get("message") and not quiet:
             err.print(f"[dim]{body['message']}[/dim]")
         return body["data"]
 
@@ -128,31 +150,100 @@ def saga_list(
 
 @saga_app.command("show")
 def saga_show(ctx: typer.Context, saga_id: str) -> None:
-    """A saga with its steps and history."""
+    """A saga with its timeline: each step's command to its reply, then its undoing."""
     data = ctx.obj.call("GET", f"/sagas/{saga_id}")
     if ctx.obj.as_json:
         return
     out.print(
         f"saga [bold]{data['id']}[/bold]  order {data['order_id']}  "
-        f"status [bold]{data['status']}[/bold]"
+        f"customer {data.get('customer_id')}  status [bold]{data['status']}[/bold]"
     )
     if data.get("failure_reason"):
         out.print(f"reason: {data['failure_reason']}")
-    _table(
-        "steps",
-        ["step", "status", "sends", "deadline", "error"],
-        [
-            [k, v["status"], v.get("sends"), v.get("deadline"), v.get("error")]
-            for k, v in data["steps"].items()
-        ],
-    )
-    _table(
-        "history",
-        ["at", "step", "status", "message", "detail"],
-        [
-            [h["at"], h["step"], h["status"], h["message_type"], h["detail"]]
-            for h in data["history"]
-        ],
+    out.print(timeline_table(data["timeline"]))
+
+
+def timeline_table(entries: list[dict[str, Any]]) -> Table:
+    """The console's timeline in the terminal: an undo in red, indented."""
+    table = Table(title="timeline", show_lines=False)
+    for column in ("at", "step", "status", "took", "sent", "messages"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        lines = ", ".join(f"{line['message_type']} -> {line['status']}" for line in e["lines"])
+        detail = "; ".join(line["detail"] for line in e["lines"] if line.get("detail"))
+        if e["kind"] == "saga":
+            table.add_row(e["started_at"], "[dim]saga[/dim]", e["status"], "", "", detail)
+            continue
+        sent = str(e["sends"])
+        if e["deadlines_passed"]:
+            sent += f" ({e['deadlines_passed']} deadline(s) passed)"
+        name = f"[red]  undo {e['step']}[/red]" if e["kind"] == "undo" else e["step"]
+        messages = f"{lines} ({detail})" if detail else lines
+        table.add_row(e["started_at"], name, e["status"], f"{e['duration_ms']} ms", sent, messages)
+    return table
+
+
+@saga_app.command("watch")
+def saga_watch(ctx: typer.Context, saga_id: str) -> None:
+    """One saga's transitions as they happen, from its start, until it is done."""
+    _watch(ctx.obj, f"/sagas/{saga_id}/stream")
+
+
+@app.command("watch")
+def watch(ctx: typer.Context) -> None:
+    """Every saga's transitions as they happen (the live stream), until Ctrl-C."""
+    _watch(ctx.obj, "/sagas/stream")
+
+
+_COLOURS = {
+    "completed": "green",
+    "cancelled": "red",
+    "failed": "bold red",
+    "compensating": "yellow",
+}
+
+
+def _watch(client: Client, path: str) -> None:
+    """Follow the stream; a dropped one is resumed after the last event seen."""
+    parser = EventParser()
+    while True:
+        headers = {"Last-Event-ID": parser.last_id} if parser.last_id else {}
+        try:
+            with httpx.stream(
+                "GET", f"{client.url}/api/v1{path}", headers=headers, timeout=None
+            ) as response:
+                if response.status_code != 200:
+                    response.read()
+                    client.fail(response)
+                for text in response.iter_lines():
+                    event = parser.feed(text)
+                    if event is None:
+                        continue
+                    if event.event == "end":
+                        out.print(f"[dim]saga {event.json()['saga_id']} is done[/dim]")
+                        return
+                    _print_transition(client, event.json())
+        except KeyboardInterrupt:
+            return
+        except httpx.HTTPError as exc:
+            err.print(f"[dim]stream dropped ({exc}); resuming[/dim]")
+            time.sleep(1)
+
+
+def _print_transition(client: Client, t: dict[str, Any]) -> None:
+    if client.as_json:  # one object a line, for jq and the like
+        print(json.dumps(t), flush=True)
+        return
+    colour = _COLOURS.get(t["saga_status"], "")
+    status = f"{t['saga_status']:<12}"  # padded before the colour, which takes no room
+    if colour:
+        status = f"[{colour}]{status}[/{colour}]"
+    detail = f"  ({t['detail']})" if t.get("detail") else ""
+    out.print(
+        f"{t['at'][11:23]}  saga {t['saga_id'][:8]}  order {t['order_id'][:8]}  {status}"
+        f"  {t['step']:<12} {t['status']:<14} {t['message_type']}{detail}",
+        highlight=False,
+        soft_wrap=True,  # one line an event, whatever the terminal's width
     )
 
 
@@ -271,6 +362,94 @@ def dlq_discard(
     data = ctx.obj.call("POST", f"/dlq/{queue}/messages/{key}/discard")
     if not ctx.obj.as_json:
         out.print(f"discarded {data['type']} {data['key']} from {queue}")
+
+
+# ---------------------------------------------------------------- stock and failure rates
+
+
+@stock_app.command("add")
+def stock_add(
+    ctx: typer.Context,
+    product_id: str,
+    quantity: Annotated[
+        int, typer.Argument(help="units to add (negative, after --: to take away)")
+    ],
+) -> None:
+    """Add stock to a product (the inventory service, through the orchestrator)."""
+    data = ctx.obj.call(
+        "POST",
+        f"/services/inventory_service/products/{product_id}/stock",
+        json={"quantity": quantity},
+    )
+    if not ctx.obj.as_json:
+        out.print(
+            f"{data['name']}: [bold]{data['stock']}[/bold] available, {data['reserved']} reserved"
+        )
+
+
+@stock_app.command("list")
+def stock_list(ctx: typer.Context) -> None:
+    """Every product with what is available and what reservations hold."""
+    data = ctx.obj.call("GET", "/services/inventory_service/products")
+    if not ctx.obj.as_json:
+        _table(
+            "products",
+            ["product", "name", "price", "available", "reserved"],
+            [[p["id"], p["name"], p["price"], p["stock"], p["reserved"]] for p in data],
+        )
+
+
+WORKERS = ("payment_service", "shipping_service", "notification_service")
+RATE_OWNERS = {
+    "payment": "payment_service",
+    "payment_refund": "payment_service",
+    "shipping": "shipping_service",
+    "notification": "notification_service",
+}
+
+
+@rates_app.command("list")
+def rates_list(ctx: typer.Context) -> None:
+    """Each worker's failure rates: what applies now, and the environment's value."""
+    rows = []
+    for worker in WORKERS:
+        for r in ctx.obj.call("GET", f"/services/{worker}/admin/failure-rates", quiet=True):
+            rows.append([worker, r["name"], r["rate"], r["source"], r["default"], r["env"]])
+    if not ctx.obj.as_json:
+        columns = ["worker", "name", "rate", "source", "start-up value", "from"]
+        _table("failure rates", columns, rows)
+
+
+@rates_app.command("set")
+def rates_set(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help=", ".join(RATE_OWNERS))],
+    rate: Annotated[float, typer.Argument(min=0.0, max=1.0, help="0.0 to 1.0")],
+) -> None:
+    """Set a failure rate on every replica of its worker."""
+    _rate(ctx, name, rate)
+
+
+@rates_app.command("reset")
+def rates_reset(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help=", ".join(RATE_OWNERS))]
+) -> None:
+    """Back to the environment's value."""
+    _rate(ctx, name, None)
+
+
+def _rate(ctx: typer.Context, name: str, rate: float | None) -> None:
+    worker = RATE_OWNERS.get(name)
+    if worker is None:
+        err.print(f"[red]no failure rate {name!r}; there are: {', '.join(RATE_OWNERS)}[/red]")
+        raise typer.Exit(2)
+    path = f"/services/{worker}/admin/failure-rates/{name}"
+    if rate is None:
+        data = ctx.obj.call("DELETE", path)
+    else:
+        data = ctx.obj.call("PUT", path, json={"rate": rate})
+    if not ctx.obj.as_json:
+        out.print(f"{name} is [bold]{data['rate']}[/bold] ({data['source']})")
 
 
 # ---------------------------------------------------------------- audit

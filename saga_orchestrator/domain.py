@@ -215,6 +215,10 @@ class Transition:
     status: HistoryStatus
     message_type: str
     detail: str | None = None
+    # The message the line is about (the reply received, the command sent) and what
+    # caused that message, once known (see saga_orchestrator.messages.identify).
+    message_id: UUID | None = None
+    causation_id: UUID | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from saga_orchestrator import metrics, repository
 from saga_orchestrator.domain import REPLIES, Saga, SagaPolicy
-from saga_orchestrator.messages import describe, emit
+from saga_orchestrator.messages import describe, emit, identify
 from saga_orchestrator.settings import Settings
 from shared_domain import tracing
 from shared_domain.contracts import Envelope, MessageType, OrderCreated, utcnow
@@ -51,7 +51,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 await uow.commit()  # a repeat: nothing to keep
                 return
             now = utcnow()
-            outgoing = saga.start(now, policy)
+            outgoing = identify(saga, saga.start(now, policy), envelope)
             counted = metrics.tally(saga, now)
             if not await repository.add(uow.conn, saga):
                 uow.log_on_commit(
@@ -104,8 +104,8 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 await uow.commit()
                 return
             uow.on_commit(metrics.tally(saga, now))
-            repository.save_at_commit(uow, saga)
             emit(uow, saga, outgoing, envelope)
+            repository.save_at_commit(uow, saga)
             uow.log_on_commit(
                 log, "order %s: %s -> %s", saga.order_id, reply, describe(saga, outgoing)
             )

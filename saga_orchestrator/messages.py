@@ -3,6 +3,7 @@ outbox, and the one-line account of them its logs and audit entries give."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from uuid import uuid4
 
 from saga_orchestrator.domain import Outgoing, Saga
@@ -12,10 +13,30 @@ from shared_domain.db import UnitOfWork
 SOURCE = "saga_orchestrator"
 
 
+def identify(saga: Saga, outgoing: list[Outgoing], cause: Envelope | None) -> list[Outgoing]:
+    """Give every outgoing message its id, and the saga's new history lines the message
+    each is about: the command sent (caused by `cause`) or `cause` itself."""
+    sent = [out if out.message_id else replace(out, message_id=uuid4()) for out in outgoing]
+    by_type = {out.type.value: out for out in sent}
+    for i, line in enumerate(saga.history):
+        if line.message_id is not None:
+            continue
+        out = by_type.get(line.message_type)
+        if out is not None:
+            causation = cause.message_id if cause else None
+            saga.history[i] = replace(line, message_id=out.message_id, causation_id=causation)
+        elif cause is not None and line.message_type == cause.type:
+            saga.history[i] = replace(
+                line, message_id=cause.message_id, causation_id=cause.causation_id
+            )
+    return sent
+
+
 def emit(uow: UnitOfWork, saga: Saga, outgoing: list[Outgoing], cause: Envelope | None) -> None:
     """Stage the saga's messages. A command keeps the id the saga gave it, so a re-send
-    is the same message to the service's inbox."""
-    for out in outgoing:
+    is the same message to the service's inbox. Called before the saga is saved: its
+    new history lines learn the ids of the messages they are about."""
+    for out in identify(saga, outgoing, cause):
         uow.emit(
             Envelope(
                 message_id=out.message_id or uuid4(),

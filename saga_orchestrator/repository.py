@@ -42,19 +42,21 @@ _ADD = (
     " VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $11, $12)"
     " ON CONFLICT DO NOTHING RETURNING id"
     "), history AS ("
-    " INSERT INTO saga_history (saga_id, step, status, message_type, detail, at, saga_status)"
-    " SELECT saga.id, t.step, t.status, t.message_type, t.detail, $11, $7"
-    " FROM saga, unnest($13::text[], $14::text[], $15::text[], $16::text[])"
-    " AS t(step, status, message_type, detail)"
+    " INSERT INTO saga_history (saga_id, step, status, message_type, detail, at, saga_status,"
+    " message_id, causation_id)"
+    " SELECT saga.id, t.step, t.status, t.message_type, t.detail, $11, $7, t.mid, t.cid"
+    " FROM saga, unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::uuid[],"
+    " $18::uuid[]) AS t(step, status, message_type, detail, mid, cid)"
     ") SELECT (SELECT count(*) FROM saga), pg_notify('saga_changes', '')"
 )
 # The sagas a unit of work advanced, written as it commits: one statement for all of a
 # batch's (arrays, unnested), the version checked per saga.
 _SAVE_ALL = (
     "WITH history AS ("
-    " INSERT INTO saga_history (saga_id, step, status, message_type, detail, at, saga_status)"
+    " INSERT INTO saga_history (saga_id, step, status, message_type, detail, at,"
+    " message_id, causation_id, saga_status)"
     " SELECT * FROM unnest($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[],"
-    " $14::timestamptz[], $15::text[])"
+    " $14::timestamptz[], $15::uuid[], $16::uuid[], $17::text[])"
     "), saved AS ("
     " UPDATE sagas AS s SET version = v.version + 1, status = v.status,"
     " current_step = v.current_step, failure_reason = v.failure_reason, steps = v.steps,"
@@ -71,7 +73,7 @@ _DUE = (
 )
 
 
-def _take_history(saga: Saga) -> tuple[list[str], list[str], list[str], list[str | None]]:
+def _take_history(saga: Saga) -> tuple[list[Any], ...]:
     """The transitions not yet written, as columns; cleared from the saga."""
     history, saga.history = saga.history, []
     return (
@@ -79,6 +81,8 @@ def _take_history(saga: Saga) -> tuple[list[str], list[str], list[str], list[str
         [t.status for t in history],
         [t.message_type for t in history],
         [t.detail for t in history],
+        [t.message_id for t in history],
+        [t.causation_id for t in history],
     )
 
 
@@ -123,9 +127,9 @@ class _Advanced:
     """The sagas a unit of work advanced, and their transitions, until it commits."""
 
     sagas: dict[UUID, Saga] = field(default_factory=dict)
-    history: list[tuple[UUID, str, str, str, str | None, datetime | None]] = field(
-        default_factory=list
-    )
+    history: list[
+        tuple[UUID, str, str, str, str | None, datetime | None, UUID | None, UUID | None]
+    ] = field(default_factory=list)
 
     async def write(self, conn: Connection) -> None:
         sagas = list(self.sagas.values())
@@ -135,7 +139,7 @@ class _Advanced:
             [s.id for s in sagas],
             [s.version for s in sagas],
             *([state[i] for state in states] for i in range(6)),
-            *([row[i] for row in self.history] for i in range(6)),
+            *([row[i] for row in self.history] for i in range(8)),
             # the status each saga is saved with, on each of its transitions
             [self.sagas[row[0]].status.value for row in self.history],
         )
@@ -156,7 +160,17 @@ def save_at_commit(uow: UnitOfWork, saga: Saga) -> None:
     advanced.sagas[saga.id] = saga
     history, saga.history = saga.history, []
     advanced.history.extend(
-        (saga.id, t.step, t.status, t.message_type, t.detail, saga.updated_at) for t in history
+        (
+            saga.id,
+            t.step,
+            t.status,
+            t.message_type,
+            t.detail,
+            saga.updated_at,
+            t.message_id,
+            t.causation_id,
+        )
+        for t in history
     )
 
 

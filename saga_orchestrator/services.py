@@ -48,8 +48,8 @@ async def _operate(
                 await uow.commit()
                 raise
             uow.on_commit(metrics.tally(saga, now))
-            repository.save_at_commit(uow, saga)
             emit(uow, saga, outgoing, None)
+            repository.save_at_commit(uow, saga)
         await admin.record(uow.conn, action, target, actor, "done", describe(saga, outgoing))
         await uow.commit()
     return saga

@@ -1,4 +1,4 @@
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from saga_orchestrator.domain import FORWARD, SagaPolicy, Step, StepTimeout
 from shared_domain.backoff import Backoff
@@ -22,6 +22,15 @@ def _step_attempts(step: str) -> int | None:
         le=50,
         validation_alias=f"{step.upper()}_STEP_MAX_ATTEMPTS",
         description=f"sends of the {step} command before giving up (default STEP_MAX_ATTEMPTS)",
+    )
+
+
+def _service_url(name: str, port: int) -> str:
+    env = f"{name.upper()}_SERVICE_URL"
+    return Field(
+        f"http://127.0.0.1:{port}",
+        validation_alias=env,
+        description=f"{env}: the {name} service's base URL, for the console's gateway",
     )
 
 
@@ -57,6 +66,32 @@ class Settings(ServiceSettings):
     timeout_check_interval: float = Field(
         1.0, gt=0, le=60, validation_alias="TIMEOUT_CHECK_INTERVAL"
     )
+
+    # Where the console's gateway reaches the other services (their own HTTP APIs).
+    order_service_url: str = _service_url("order", 8001)
+    payment_service_url: str = _service_url("payment", 8002)
+    inventory_service_url: str = _service_url("inventory", 8003)
+    shipping_service_url: str = _service_url("shipping", 8004)
+    notification_service_url: str = _service_url("notification", 8005)
+
+    @field_validator(
+        "order_service_url",
+        "payment_service_url",
+        "inventory_service_url",
+        "shipping_service_url",
+        "notification_service_url",
+    )
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or len(value) < 10:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    def service_urls(self) -> dict[str, str]:
+        return {
+            f"{name}_service": getattr(self, f"{name}_service_url")
+            for name in ("order", "payment", "inventory", "shipping", "notification")
+        }
 
     def saga_policy(self) -> SagaPolicy:
         timeouts: dict[Step, StepTimeout] = {}

@@ -49,6 +49,15 @@ sagas = Table(
     # The saga's trace (W3C traceparent/tracestate), for work no message of it starts.
     Column("trace_context", JSONB, nullable=True),
     Index("ix_sagas_status_created", "status", "created_at"),
+    # The console's saga list: newest first, by customer, by the step a saga is at.
+    Index("ix_sagas_created_at", "created_at"),
+    Index("ix_sagas_customer_created", text("(order_data ->> 'customer_id')"), "created_at"),
+    Index(
+        "ix_sagas_step_created",
+        "current_step",
+        "created_at",
+        postgresql_where=text("current_step IS NOT NULL"),
+    ),
     Index(
         "ix_sagas_deadline_at",
         "deadline_at",
@@ -66,6 +75,9 @@ saga_history = Table(
     Column("message_type", String(50), nullable=False),
     Column("detail", Text, nullable=True),
     Column("at", DateTime(timezone=True), nullable=False),
+    # The message the line is about, and what caused it (NULL where there is none).
+    Column("message_id", UUID(as_uuid=True), nullable=True),
+    Column("causation_id", UUID(as_uuid=True), nullable=True),
     # The saga's status as this transition was saved (NULL on rows older than it).
     Column("saga_status", String(20), nullable=True),
     # The writing transaction: with `id`, the row's place in the live stream, which

@@ -61,8 +61,8 @@ async def fire_due(rt: Runtime[Settings], policy: SagaPolicy, limit: int = BATCH
             with tracing.continued("saga deadline", saga.trace, span_attributes(saga)):
                 outgoing = saga.on_timeout(now, policy, queued)
                 uow.on_commit(metrics.tally(saga, now, deadline_passed=True))
-                repository.save_at_commit(uow, saga)
                 emit(uow, saga, outgoing, None)
+                repository.save_at_commit(uow, saga)
             changed.append((saga, step, outgoing))
         await uow.commit()
     for saga, step, outgoing in changed:

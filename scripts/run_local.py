@@ -250,6 +250,9 @@ def print_table(
         f"(vhost {settings.rabbitmq_vhost!r})"
     )
     lines.append(f"PostgreSQL: {settings.db_host}:{settings.db_port} as {settings.db_user!r}")
+    if "saga_orchestrator" in services:
+        console = f"{stack.url('saga_orchestrator')}/console/"
+        lines.append(f"Console: {console}?key={made_key}" if made_key else f"Console: {console}")
     if made_key is not None:
         lines.append(f"Admin key made for this run: export ADMIN_API_KEY={made_key}")
     lines.append("All services healthy. Streaming logs; press Ctrl-C to stop.")

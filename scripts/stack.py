@@ -392,6 +392,9 @@ class Stack:
         env["DB_NAME"] = self.database(service)
         env.update(self._service_env[service])
         env[PORT_ENV[service]] = str(self._ports[name])
+        if service == "saga_orchestrator":  # its console's gateway reaches the others here
+            for other in SERVICES[1:]:
+                env.setdefault(f"{other.upper()}_URL", self.url(other))
         env["INSTANCE_NAME"] = name
         env["PYTHONUNBUFFERED"] = "1"
         return env

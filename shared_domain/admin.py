@@ -132,6 +132,23 @@ AdminDep = Annotated[Actor, Depends(require_admin)]
 audit_router = APIRouter(tags=["admin"])
 
 
+@audit_router.get("/admin/status")
+async def admin_status(request: Request) -> JsonResponse:
+    """Whether admin actions are on here, and whether the X-Admin-Key sent (if any) is
+    the right one: what a client needs to know before it offers them."""
+    rt = _runtime(request)
+    try:
+        await require_admin(request)
+    except ApiError as exc:
+        on = exc.code != "admin_disabled"
+        given = request.headers.get(ADMIN_KEY_HEADER) is not None
+        data: dict[str, Any] = {"enabled": on, "key_valid": False if (on and given) else None}
+        return envelope(request, data={**data, "message": exc.message}, message=exc.message)
+    message = f"admin actions are enabled on {rt.name}, and the key is valid"
+    data = {"enabled": True, "key_valid": True, "message": message}
+    return envelope(request, data=data, message=message)
+
+
 @audit_router.get("/admin/audit")
 async def audit_log(request: Request, limit: int = Query(50, ge=1, le=1000)) -> JsonResponse:
     entries = await list_audit(_runtime(request).engine, limit)

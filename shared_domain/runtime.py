@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from starlette.types import ASGIApp
 
 from shared_domain import failure_rates, metrics, migrations, pg, tracing
 from shared_domain.admin import audit_router, failure_rates_router
@@ -70,6 +71,8 @@ class ServiceDefinition(Generic[S]):
     # Its chaos knobs, changeable at run time (see shared_domain.failure_rates): name ->
     # (environment variable, start-up value).
     failure_rates: Callable[[S], Mapping[str, tuple[str, float]]] | None = None
+    # ASGI apps it serves beside its API (path, factory): the orchestrator's console.
+    mounts: tuple[tuple[str, Callable[[], ASGIApp]], ...] = ()
 
 
 class Runtime(Generic[S]):
@@ -286,6 +289,8 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
         app.include_router(audit_router, prefix="/api/v1")
     if definition.failure_rates is not None:
         app.include_router(failure_rates_router, prefix="/api/v1")
+    for path, make in definition.mounts:
+        app.mount(path, make())
     app.include_router(definition.router, prefix="/api/v1")
     return app
 

@@ -55,6 +55,12 @@ def bench(
             "benchmark's own"
         ),
     ] = False,
+    stream_subscribers: Annotated[
+        int,
+        typer.Option(
+            min=0, max=100, help="clients holding the live saga stream open through the run"
+        ),
+    ] = 0,
     output: Annotated[Path, typer.Option(help="where the JSON result goes")] = Path(
         "bench-result.json"
     ),
@@ -76,6 +82,7 @@ def bench(
         replicas=replicas,
         calibrate=calibrate,
         tracing=tracing,
+        stream_subscribers=stream_subscribers,
     )
     with Progress(
         TextColumn("{task.description}"),

@@ -30,6 +30,11 @@ def render(result: dict[str, Any], console: Console) -> None:
         f"/ shipping {rates['shipping']:g} / notification {rates['notification']:g}, "
         f"{cfg['replicas']} replica(s) of each service, {cfg['cpus']} CPUs"
         + (", tracing every saga" if cfg.get("tracing") else "")
+        + (
+            f", {cfg['stream_subscribers']} live-stream subscribers"
+            if cfg.get("stream_subscribers")
+            else ""
+        )
     )
     console.print(DURABILITY.format(**result["durability"]))
 
@@ -49,6 +54,14 @@ def render(result: dict[str, Any], console: Console) -> None:
             "tracing",
             f"every span exported: {t['spans_received']} received in "
             f"{t['export_requests']} OTLP/HTTP request(s) (warm-up included)",
+        )
+    if "stream" in result:
+        s = result["stream"]
+        got = s["events_per_subscriber"]
+        summary.add_row(
+            "live stream",
+            f"{s['subscribers']} subscribers got {min(got)}-{max(got)} events each "
+            f"(warm-up included), {s['reconnects']} reconnect(s)",
         )
     inv = result["invariants"]
     summary.add_row(

@@ -24,6 +24,7 @@ from saga_orchestrator.domain import REPEATABLE
 from scripts.bench import calibrate, procstat
 from scripts.bench.load import Driver, Placed
 from scripts.bench.outcomes import Outcomes
+from scripts.bench.subscribers import StreamSubscribers
 from scripts.invariants import TERMINAL, audit_orders, customer_orders, stock_problems
 from scripts.isolation import (
     RABBIT_PASSWORD,
@@ -55,6 +56,8 @@ class Config:
     calibrate: bool = False
     # Trace every saga, exporting every span over OTLP/HTTP to a receiver in this process.
     tracing: bool = False
+    # Clients holding the live saga stream open through the run (warm-up included).
+    stream_subscribers: int = 0
     give_up: float = 300.0  # a client's patience for one order, and the drain bound
     env: dict[str, str] = field(default_factory=dict)
 
@@ -233,6 +236,12 @@ async def _measure(
     outcomes = Outcomes()
     await outcomes.subscribe(amqp_url(vhost))
     order_urls = [stack.url(n) for n in stack.instances("order_service")]
+    streams = StreamSubscribers(
+        client,
+        [stack.url(n) for n in stack.instances("saga_orchestrator")],
+        config.stream_subscribers,
+    )
+    await streams.start()
     try:
         if config.warmup > 0:
             tick("warming up", 0, 1)
@@ -298,6 +307,7 @@ async def _measure(
         }
     finally:
         await outcomes.close()
+        await streams.stop()
 
     tick("checking invariants", 0, 1)
     orders = await _wait_terminal(read, driver.customer, config.give_up)
@@ -310,7 +320,7 @@ async def _measure(
         supplied={pid: p["stock"] for pid, p in before.items()},
         reserved_before={pid: p["reserved"] for pid, p in before.items()},
     )
-    return _figures(
+    figures = _figures(
         config,
         driver.placed,
         outcomes.seen,
@@ -329,6 +339,13 @@ async def _measure(
         if published_after is not None and published_before is not None
         else None,
     )
+    if config.stream_subscribers:
+        figures["stream"] = {
+            "subscribers": config.stream_subscribers,
+            "events_per_subscriber": streams.events,
+            "reconnects": streams.drops,
+        }
+    return figures
 
 
 def _measured(sagas: dict[str, Any], orders: list[dict[str, Any]]) -> dict[str, Any]:
@@ -392,6 +409,7 @@ def _figures(
             },
             "replicas": config.replicas,
             "tracing": config.tracing,
+            "stream_subscribers": config.stream_subscribers,
             "cpus": os.cpu_count(),
         },
         "orders": {

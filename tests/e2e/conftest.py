@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 
@@ -258,3 +259,24 @@ async def replicated(
         {"saga_orchestrator": 2, "payment_service": 2},
     ) as api:
         yield api
+
+
+@pytest.fixture
+async def amqp(api: Api) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    connection = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:5672/{api.vhost}")
+    async with connection:
+        yield await connection.channel(publisher_confirms=True)
+
+
+async def publish(
+    channel: aio_pika.abc.AbstractChannel,
+    exchange: str,
+    key: str,
+    body: bytes,
+    message_id: str | None = None,
+    headers: dict[str, Any] | None = None,
+) -> None:
+    target = await channel.get_exchange(exchange)
+    await target.publish(
+        aio_pika.Message(body, message_id=message_id, headers=headers or {}), routing_key=key
+    )

@@ -8,7 +8,6 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
@@ -17,7 +16,7 @@ import pytest
 
 from shared_domain.contracts import COMMANDS_EXCHANGE, Envelope
 from shared_domain.messaging.topology import DEAD_LETTER_EXCHANGE, PAYMENT_COMMANDS
-from tests.e2e.conftest import ADMIN_KEY, Api, line, wait_for
+from tests.e2e.conftest import ADMIN_KEY, Api, line, publish, wait_for
 from tests.support import POISON_KEYS
 
 pytestmark = pytest.mark.e2e
@@ -49,27 +48,6 @@ async def wait_saga(api: Api, saga_id: str, status: str, timeout: float = 30) ->
         await asyncio.sleep(0.1)
 
 
-@pytest.fixture
-async def amqp(api: Api) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    connection = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:5672/{api.vhost}")
-    async with connection:
-        yield await connection.channel(publisher_confirms=True)
-
-
-async def publish(
-    channel: aio_pika.abc.AbstractChannel,
-    exchange: str,
-    key: str,
-    body: bytes,
-    message_id: str | None = None,
-    headers: dict[str, Any] | None = None,
-) -> None:
-    target = await channel.get_exchange(exchange)
-    await target.publish(
-        aio_pika.Message(body, message_id=message_id, headers=headers or {}), routing_key=key
-    )
-
-
 async def completed_order(api: Api) -> dict[str, Any]:
     await api.failure_rates()
     order = await api.place([line(await api.in_stock(1))])
@@ -78,8 +56,8 @@ async def completed_order(api: Api) -> dict[str, Any]:
     return done
 
 
-async def sagactl(api: Api, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
+async def start_sagactl(api: Api, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "saga_orchestrator.cli",
@@ -94,6 +72,10 @@ async def sagactl(api: Api, *args: str) -> tuple[int, str, str]:
         stderr=asyncio.subprocess.PIPE,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
     )
+
+
+async def sagactl(api: Api, *args: str) -> tuple[int, str, str]:
+    process = await start_sagactl(api, *args)
     out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
