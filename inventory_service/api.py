@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from inventory_service import services, views
 from inventory_service.domain import StockConflict
 from shared_domain.admin import AdminDep
+from shared_domain.contracts import WholeNumber
 from shared_domain.http import ApiError, JsonResponse, NotFound, envelope
+from shared_domain.openapi import errors
 from shared_domain.runtime import RuntimeDep
 
 router = APIRouter(tags=["inventory"])
@@ -40,11 +42,11 @@ async def get_reservation(order_id: UUID, request: Request, rt: RuntimeDep) -> J
 class StockChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    quantity: int = Field(
-        strict=True,
+    quantity: WholeNumber = Field(
         ge=-MAX_CHANGE,
         le=MAX_CHANGE,
         description="units to add to what is available (negative: to take away); not 0",
+        json_schema_extra={"not": {"const": 0}},
     )
 
     @field_validator("quantity")
@@ -55,7 +57,7 @@ class StockChange(BaseModel):
         return value
 
 
-@router.post("/products/{product_id}/stock")
+@router.post("/products/{product_id}/stock", responses=errors(409))
 async def add_stock(
     product_id: UUID, body: StockChange, request: Request, rt: RuntimeDep, actor: AdminDep
 ) -> JsonResponse:

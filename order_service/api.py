@@ -7,13 +7,14 @@ from fastapi import APIRouter, Header, Query, Request
 
 from order_service import services, views
 from order_service.schemas import PlaceOrder
-from shared_domain.http import ApiError, JsonResponse, NotFound, envelope, request_id
+from shared_domain.http import MAX_PAGE, ApiError, JsonResponse, NotFound, envelope, request_id
+from shared_domain.openapi import errors
 from shared_domain.runtime import RuntimeDep
 
 router = APIRouter(tags=["orders"])
 
 
-@router.post("/orders", status_code=201)
+@router.post("/orders", status_code=201, responses=errors(409))
 async def place_order(
     body: PlaceOrder,
     request: Request,
@@ -50,7 +51,7 @@ async def customer_orders(
     customer_id: UUID,
     request: Request,
     rt: RuntimeDep,
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=MAX_PAGE),
     page_size: int = Query(20, ge=1, le=100),
 ) -> JsonResponse:
     items, total = await views.customer_orders(

@@ -16,7 +16,9 @@ from saga_orchestrator.dlq_api import router as dlq_router
 from saga_orchestrator.domain import SagaConflict, SagaStatus, Step
 from saga_orchestrator.gateway import router as gateway_router
 from shared_domain.admin import AdminDep
-from shared_domain.http import ApiError, JsonResponse, NotFound, envelope
+from shared_domain.contracts import STORABLE, Storable
+from shared_domain.http import MAX_PAGE, ApiError, JsonResponse, NotFound, envelope
+from shared_domain.openapi import errors
 from shared_domain.runtime import RuntimeDep
 
 router = APIRouter(tags=["sagas"])
@@ -25,7 +27,9 @@ router = APIRouter(tags=["sagas"])
 class CompensateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field("forced by an operator", min_length=1, max_length=500)
+    reason: Storable = Field(
+        "forced by an operator", min_length=1, max_length=500, json_schema_extra=STORABLE
+    )
 
 
 @router.get("/sagas")
@@ -35,7 +39,7 @@ async def list_sagas(
     status: SagaStatus | None = None,
     step: Annotated[Step | None, Query(description="the step a saga is at now")] = None,
     q: Annotated[UUID | None, Query(description="a saga id, an order id or a customer id")] = None,
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=MAX_PAGE),
     page_size: int = Query(20, ge=1, le=200),
 ) -> JsonResponse:
     items, total = await views.list_sagas(
@@ -131,7 +135,7 @@ async def saga_holdings(saga_id: UUID, request: Request, rt: RuntimeDep) -> Json
     return envelope(request, data=found, message=f"what the services hold; unanswered: {missing}")
 
 
-@router.post("/sagas/{saga_id}/retry", status_code=202)
+@router.post("/sagas/{saga_id}/retry", status_code=202, responses=errors(409))
 async def retry_saga(
     saga_id: UUID, request: Request, rt: RuntimeDep, actor: AdminDep
 ) -> JsonResponse:
@@ -150,7 +154,7 @@ async def retry_saga(
     )
 
 
-@router.post("/sagas/{saga_id}/compensate", status_code=202)
+@router.post("/sagas/{saga_id}/compensate", status_code=202, responses=errors(409))
 async def compensate_saga(
     saga_id: UUID,
     request: Request,

@@ -35,7 +35,11 @@ def _client(rt: Runtime[Any]) -> httpx.AsyncClient:
     return client
 
 
-@router.api_route("/{service}/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
+# Not in the OpenAPI description: it answers whatever the service behind it answers, and
+# docs/api.md describes it.
+@router.api_route(
+    "/{service}/{path:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False
+)
 async def forward(service: str, path: str, request: Request, rt: RuntimeDep) -> Response:
     urls = rt.settings.service_urls()
     base = urls.get(service)

@@ -97,9 +97,14 @@ def _start_at_zero() -> None:
         COMPENSATIONS.labels(step.value)
         FAILURES.labels(f"{step.value}_compensation_failed")
     FAILURES.labels("compensation_forced")
+    # The latency panels take rate() of the buckets: a bucket first seen already filled
+    # (every saga of a burst done between two scrapes) would show no latency at all.
+    for step in FORWARD:
+        for outcome in _STEP_OUTCOMES:
+            STEP_DURATION.labels(step.value, outcome.value)
+    for status in _ENDED.values():
+        DURATION.labels(status.value)
 
-
-_start_at_zero()
 
 _STEP_OUTCOMES = frozenset(
     {
@@ -181,3 +186,6 @@ def readings(rt: Runtime[Settings]) -> dict[str, Reading]:
             ACTIVE.labels(status).set(counts.get(status, 0))
 
     return {"active_sagas": active}
+
+
+_start_at_zero()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, Text, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -99,7 +99,16 @@ def _runtime(request: Request) -> Runtime[Any]:
     return runtime
 
 
-async def require_admin(request: Request) -> Actor:
+async def require_admin(
+    request: Request,
+    # Declared, so that the API's description names the header on every admin action.
+    _key: Annotated[
+        str | None, Header(alias=ADMIN_KEY_HEADER, description="the admin key (ADMIN_API_KEY)")
+    ] = None,
+    _actor: Annotated[
+        str | None, Header(alias=ACTOR_HEADER, description="who acts, for the audit log")
+    ] = None,
+) -> Actor:
     rt = _runtime(request)
     address = request.client.host if request.client else "unknown"
     configured = rt.settings.admin_api_key

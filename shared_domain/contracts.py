@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 COMMANDS_EXCHANGE = "saga.commands"
 EVENTS_EXCHANGE = "saga.events"
@@ -73,12 +73,48 @@ class ItemLine(Contract):
     price: Money
 
 
+# Text a client sends that is kept: no NUL (PostgreSQL cannot store one), which the
+# pattern says in the API's description, and no lone surrogate (not Unicode text at all:
+# the JSON parser refuses one before any model sees it).
+TEXT_PATTERN = "^[^\\u0000]*$"
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogate)") from None
+    return value
+
+
+def _json_integer(value: object) -> object:
+    """What JSON Schema calls an integer: a number with no fraction (5 and 5.0), never a
+    string or a boolean, so the API's description and the service agree."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a whole number")
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_json_integer)]
+
+
+# A kept text field: `Storable = Field(..., json_schema_extra=STORABLE)`.
+Storable = Annotated[str, AfterValidator(_storable)]
+STORABLE: dict[str, Any] = {"pattern": TEXT_PATTERN}
+
+
 class Address(Contract):
-    street: str = Field(min_length=1, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    state: str = Field(min_length=1, max_length=100)
-    zip_code: str = Field(min_length=1, max_length=20)
-    country: str = Field(min_length=1, max_length=100)
+    street: Storable = Field(min_length=1, max_length=200, json_schema_extra=STORABLE)
+    city: Storable = Field(min_length=1, max_length=100, json_schema_extra=STORABLE)
+    state: Storable = Field(min_length=1, max_length=100, json_schema_extra=STORABLE)
+    zip_code: Storable = Field(min_length=1, max_length=20, json_schema_extra=STORABLE)
+    country: Storable = Field(min_length=1, max_length=100, json_schema_extra=STORABLE)
 
 
 class NotificationKind(StrEnum):

@@ -23,11 +23,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared_domain import logs
 from shared_domain.contracts import utcnow
+from shared_domain.openapi import allowed_methods
 from shared_domain.retry import is_outage
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# The highest page number a list takes: far beyond any list's end, and an offset that
+# stays an ordinary integer to the database (422 beyond it).
+MAX_PAGE = 100_000
 
 
 class JsonResponse(JSONResponse):
@@ -98,13 +102,19 @@ def envelope(
 
 
 def error_response(
-    request: Request, status_code: int, code: str, message: str, details: Any = None
+    request: Request,
+    status_code: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> JsonResponse:
     return envelope(
         request,
         message=message,
         status_code=status_code,
         error=ErrorBody(code=code, message=message, details=to_jsonable(details)),
+        headers=headers,
     )
 
 
@@ -167,7 +177,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JsonResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(request, exc.status_code, code, str(exc.detail))
+        headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:  # Allow: every method the path takes (RFC 9110)
+            allowed = allowed_methods(app, request.url.path)
+            if allowed:
+                headers = {**(headers or {}), "Allow": allowed}
+        return error_response(request, exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JsonResponse:

@@ -38,6 +38,7 @@ from shared_domain.logs import configure_logging
 from shared_domain.messaging.broker import Broker
 from shared_domain.messaging.consumer import Consumer, Handler
 from shared_domain.messaging.topology import QueueSpec
+from shared_domain.openapi import document_errors
 from shared_domain.outbox import OutboxRelay
 from shared_domain.retry import startup_retrying
 from shared_domain.settings import ServiceSettings
@@ -270,6 +271,7 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(metrics.HttpMetricsMiddleware)  # added last: outermost
     install_error_handlers(app)
+    document_errors(app)
 
     def checks(request: Request) -> dict[str, Any]:
         runtime = runtime_of(request)

@@ -10,6 +10,7 @@ absorbs the copy.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -161,11 +162,13 @@ class DeadLetters:
 
     async def find(self, dlq: str, key: str) -> DeadLetter | None:
         spec_for(dlq)
-        async with self._channel() as channel:
-            queue = await channel.declare_queue(dlq, passive=True)
-            async for message in _fetch(queue, SCAN_LIMIT):
-                if message_key(message) == key:
-                    return view(message, dlq)
+        for attempt in range(LOOKS):
+            async with self._channel() as channel:
+                queue = await channel.declare_queue(dlq, passive=True)
+                async for message in _fetch(queue, SCAN_LIMIT):
+                    if message_key(message) == key:
+                        return view(message, dlq)
+            await _look_again(attempt)
         return None
 
     async def replay(self, dlq: str, key: str) -> DeadLetter | None:
@@ -192,15 +195,17 @@ class DeadLetters:
 
     async def _take(self, dlq: str, key: str, *, replay: bool) -> DeadLetter | None:
         spec = spec_for(dlq)
-        async with self._channel() as channel:
-            queue = await channel.declare_queue(dlq, passive=True)
-            async for message in _fetch(queue, SCAN_LIMIT):
-                if message_key(message) != key:
-                    continue
-                if replay:
-                    await self._republish(message, spec)
-                await message.ack()
-                return view(message, dlq)
+        for attempt in range(LOOKS):
+            async with self._channel() as channel:
+                queue = await channel.declare_queue(dlq, passive=True)
+                async for message in _fetch(queue, SCAN_LIMIT):
+                    if message_key(message) != key:
+                        continue
+                    if replay:
+                        await self._republish(message, spec)
+                    await message.ack()
+                    return view(message, dlq)
+            await _look_again(attempt)
         return None
 
     async def _republish(self, message: AbstractIncomingMessage, spec: QueueSpec) -> None:
@@ -228,6 +233,17 @@ class DeadLetters:
         finally:
             with contextlib.suppress(Exception):
                 await channel.close()
+
+
+# A message another client is peeking at is out of the queue until that client's channel
+# closes (milliseconds): a key not found is looked for again before it is called gone.
+LOOKS = 3
+LOOK_AGAIN_AFTER = 0.2  # seconds
+
+
+async def _look_again(attempt: int) -> None:
+    if attempt < LOOKS - 1:
+        await asyncio.sleep(LOOK_AGAIN_AFTER)
 
 
 async def _fetch(queue: AbstractQueue, limit: int) -> AsyncIterator[AbstractIncomingMessage]:

@@ -82,7 +82,7 @@ async def test_malformed_body_is_a_4xx_not_a_500(api: Api, raw: bytes) -> None:
 
 async def test_large_quantities_are_accepted_and_left_to_the_saga(api: Api) -> None:
     await api.failure_rates()
-    order = await api.place([line(HUB, 10000)])
+    order = await api.place([line(HUB, 1000)])  # the most one line takes, more than is stocked
     done = await api.wait_terminal(order["id"])
     assert done["status"] == "cancelled"
     assert "insufficient_stock" in done["failure_reason"]
@@ -182,3 +182,50 @@ async def test_request_id_is_echoed(api: Api) -> None:
     )
     assert response.headers["x-request-id"] == "trace-123"
     assert response.json()["request_id"] == "trace-123"
+
+
+@pytest.mark.parametrize(
+    ("service", "path"),
+    [
+        ("saga_orchestrator", "/sagas?page=100001"),
+        ("saga_orchestrator", "/sagas?page=2305843009213693952"),
+        ("order_service", f"/customers/{uuid.uuid4()}/orders?page=13279644491954067079168"),
+    ],
+)
+async def test_a_page_past_the_bound_is_a_422_not_a_500(api: Api, service: str, path: str) -> None:
+    response = await api.get(service, path)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["details"][0]["field"] == "query.page"
+
+
+async def test_a_method_a_path_does_not_take_is_a_405_naming_the_ones_it_does(api: Api) -> None:
+    response = await api.client.request("TRACE", api.url("order_service", "/orders"))
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    response = await api.client.delete(api.url("saga_orchestrator", f"/sagas/{uuid.uuid4()}"))
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_every_operation_documents_its_error_statuses_with_the_envelope(
+    api: Api, service: str
+) -> None:
+    spec = (await api.client.get(f"{api.stack.url(service)}/openapi.json")).json()
+    envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    assert "ErrorEnvelope" in spec["components"]["schemas"]
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            where = f"{service} {method.upper()} {path}"
+            assert responses["503"]["content"]["application/json"]["schema"] == envelope, where
+            if "{" in path:
+                assert "404" in responses, where
+            if operation.get("parameters") or operation.get("requestBody"):
+                assert responses["422"]["content"]["application/json"]["schema"] == envelope
+            if (method != "get" and "/admin/" in path) or path.endswith(("/retry", "/stock")):
+                assert "403" in responses, where

@@ -130,7 +130,7 @@ async def test_failed_compensation_ends_failed_for_manual_intervention(api: Api)
     await api.failure_rates()
     await api.stack.restart("payment_service", {"PAYMENT_REFUND_FAILURE_RATE": "1.0"})
     try:
-        order = await api.place([line(LAPTOP, 5000)])
+        order = await api.place([line(LAPTOP, 1000)])
         done = await api.wait_terminal(order["id"])
     finally:
         await api.stack.restart("payment_service", {"PAYMENT_REFUND_FAILURE_RATE": "0.0"})

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from order_service.domain import Order, OrderLine
-from order_service.schemas import PlaceOrder
+from order_service.schemas import MAX_ITEMS, MAX_QUANTITY, MAX_TOTAL, PlaceOrder
 from scripts.sample import ADDRESS
 from shared_domain.contracts import (
     COMMAND_PAYLOADS,
@@ -155,11 +155,13 @@ def order(**item: Any) -> dict[str, Any]:
     return {"customer_id": str(uuid4()), "items": [line], "shipping_address": ADDRESS}
 
 
-def test_place_order_accepts_a_large_quantity() -> None:
-    placed = PlaceOrder.model_validate(order(quantity=10000))
+def test_place_order_accepts_the_largest_quantity_and_refuses_more() -> None:
+    placed = PlaceOrder.model_validate(order(quantity=MAX_QUANTITY))
 
-    assert placed.items[0].quantity == 10000
+    assert placed.items[0].quantity == MAX_QUANTITY
     assert placed.items[0].price == Decimal("9.99")
+    with pytest.raises(ValidationError, match="quantity"):
+        PlaceOrder.model_validate(order(quantity=MAX_QUANTITY + 1))
 
 
 @pytest.mark.parametrize(
@@ -199,13 +201,30 @@ def test_place_order_refuses_an_incomplete_address() -> None:
         PlaceOrder.model_validate(body)
 
 
-def test_place_order_refuses_a_total_money_cannot_carry() -> None:
-    with pytest.raises(ValidationError, match="exceeds the maximum"):
-        PlaceOrder.model_validate(order(quantity=1000, price="9999999999.99"))
+def test_the_largest_order_the_limits_allow_has_a_total_money_carries() -> None:
+    body = order(quantity=MAX_QUANTITY, price="999999.99")
+    body["items"] = body["items"] * MAX_ITEMS
+    placed = PlaceOrder.model_validate(body)
+    assert sum(i.price * i.quantity for i in placed.items) <= MAX_TOTAL
+
+
+@pytest.mark.parametrize(
+    "price", ["", "0", "0.00", "01.5", "1.999", "1000000", "1e3", " 5", "-1", 49.99, 5]
+)
+def test_a_price_outside_the_pattern_is_refused(price: object) -> None:
+    with pytest.raises(ValidationError, match="string amount"):
+        PlaceOrder.model_validate(order(price=price))
+
+
+@pytest.mark.parametrize("price", ["0.01", "0.1", "0.5", "1", "1.5", "49.99", "999999.99"])
+def test_a_price_inside_the_pattern_is_taken_exactly(price: str) -> None:
+    assert PlaceOrder.model_validate(order(price=price)).items[0].price == Decimal(price)
 
 
 def test_the_largest_accepted_total_is_representable() -> None:
-    body = PlaceOrder.model_validate(order(quantity=100, price="9999999999.99"))
+    raw = order(quantity=MAX_QUANTITY, price="999999.99")
+    raw["items"] = raw["items"] * MAX_ITEMS
+    body = PlaceOrder.model_validate(raw)
     placed = Order.place(
         body.customer_id,
         [OrderLine(i.product_id, i.quantity, i.price) for i in body.items],

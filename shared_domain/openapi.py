@@ -1,0 +1,115 @@
+"""Every status a route can answer, in its OpenAPI description, with the error envelope
+as the body: what a client (or schemathesis) may expect, beside the success.
+
+Read off each operation: 422 where it takes parameters or a body; 404 where its path
+names something; 403 where it takes the admin key (`X-Admin-Key`); 503 on every one (a
+dependency away); and what a route declares itself (`responses=errors(409)`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+ENVELOPE = "ErrorEnvelope"
+_WHY = {
+    400: "the body is not JSON",
+    403: "an admin action without the admin key, or with a wrong one",
+    404: "what the path names does not exist",
+    409: "the state does not allow it",
+    413: "the body is too large",
+    422: "a parameter or the body is not valid",
+    503: "a dependency (the database, the broker, a service) is unavailable; retry",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route's own error statuses."""
+    return {code: _response(code) for code in codes}
+
+
+def _response(code: int) -> dict[str, Any]:
+    return {
+        "description": _WHY.get(code, "an error"),
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ENVELOPE}"}}},
+    }
+
+
+_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["success", "message", "data", "error", "timestamp", "request_id"],
+    "properties": {
+        "success": {"type": "boolean", "const": False},
+        "message": {"type": "string"},
+        "data": {},
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {},
+            },
+        },
+        "timestamp": {"type": "string", "format": "date-time"},
+        "request_id": {"type": "string"},
+    },
+}
+
+
+def _codes(path: str, operation: dict[str, Any]) -> set[int]:
+    codes = {503}
+    parameters = operation.get("parameters", [])
+    if parameters or "requestBody" in operation:
+        codes.add(422)
+    if "requestBody" in operation:
+        codes.add(400)  # a body that is not JSON at all
+    if "{" in path:
+        codes.add(404)
+    if any(p.get("in") == "header" and p.get("name") == "X-Admin-Key" for p in parameters):
+        codes.add(403)
+    return codes
+
+
+def document_errors(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, routes=app.routes, description=app.description
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {})[ENVELOPE] = _SCHEMA
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for code in _codes(path, operation):
+                    responses[str(code)] = _response(code)
+        for name in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422, not ours
+            schema["components"]["schemas"].pop(name, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def allowed_methods(app: FastAPI, path: str) -> str | None:
+    """The methods the API's description gives `path` (for a 405's `Allow`), or None
+    when no documented path matches it."""
+    patterns: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        app.state, "allowed_methods", None
+    )
+    if patterns is None:
+        patterns = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+            methods = sorted(m.upper() for m in operations)
+            if "GET" in methods:
+                methods.append("HEAD")
+            patterns.append((re.compile(f"^{pattern}$"), methods))
+        app.state.allowed_methods = patterns
+    for regex, methods in patterns:
+        if regex.match(path):
+            return ", ".join(methods)
+    return None
