@@ -1,6 +1,7 @@
 """Run the whole stack on this machine, in the foreground, until Ctrl-C.
 
     python -m scripts.run_local [--services NAME ...] [--env KEY=VALUE ...] [--scale NAME=N ...]
+                                [--db-prefix PREFIX] [--restart]
 
 `--scale payment_service=3` runs three replicas of a service (the orchestrator too), as
 `docker compose up --scale` does: replica 1 keeps the service's port, the others get free
@@ -78,6 +79,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="NAME=N",
         help="run N replicas of a service, repeatable (e.g. --scale saga_orchestrator=3)",
+    )
+    parser.add_argument(
+        "--db-prefix",
+        default="",
+        metavar="PREFIX",
+        help="put PREFIX before every service's database name, to keep this run's databases "
+        "apart from another's (DB_NAME names one database, so it cannot do that)",
     )
     parser.add_argument(
         "--restart",
@@ -291,6 +299,7 @@ async def run(args: argparse.Namespace) -> int:
     stack = Stack(
         env=env,
         ports=service_ports(args.extra_env),
+        db_prefix=args.db_prefix,
         echo=True,
         replicas=args.replicas,
     )

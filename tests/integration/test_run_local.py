@@ -52,8 +52,8 @@ async def test_the_runner_makes_a_key_prints_the_console_and_restarts_a_killed_s
         "--restart",
         "--env",
         f"ORCHESTRATOR_PORT={port}",
-        "--env",
-        f"DB_NAME={db_prefix}runner_orchestrator_db",
+        "--db-prefix",  # the stack's own database, never a local run's
+        f"{db_prefix}runner_",
         "--env",
         f"RABBITMQ_VHOST={vhost}",
         cwd=REPO_ROOT,
