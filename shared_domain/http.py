@@ -148,6 +148,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
     503: "service_unavailable",
@@ -232,3 +233,41 @@ class OutageMiddleware:
             if started or not is_outage(exc):
                 raise
             await outage_response(Request(scope), exc)(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """A request body larger than `max_bytes` is refused with 413 in the envelope: at once
+    when its Content-Length says so, or as soon as a body sent without one (chunked) has
+    passed the limit, before anything reads the rest."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> StarletteHTTPException:
+        return StarletteHTTPException(
+            413, f"the request body is larger than {self.max_bytes} bytes (MAX_BODY_BYTES)"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            exc = self._too_large()
+            response = error_response(Request(scope), 413, "payload_too_large", str(exc.detail))
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise self._too_large()  # answered by the handlers: the envelope
+            return message
+
+        await self.app(scope, counted, send)

@@ -66,6 +66,7 @@ def _codes(path: str, operation: dict[str, Any]) -> set[int]:
         codes.add(422)
     if "requestBody" in operation:
         codes.add(400)  # a body that is not JSON at all
+        codes.add(413)  # larger than MAX_BODY_BYTES
     if "{" in path:
         codes.add(404)
     if any(p.get("in") == "header" and p.get("name") == "X-Admin-Key" for p in parameters):

@@ -29,6 +29,7 @@ from shared_domain.db import UnitOfWork, create_engine, create_pool
 from shared_domain.failure_rates import FailureRates
 from shared_domain.health import broker_check, database_check, health_router
 from shared_domain.http import (
+    BodyLimitMiddleware,
     JsonResponse,
     OutageMiddleware,
     RequestIdMiddleware,
@@ -267,6 +268,7 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
         # POST starts), and only when tracing is configured; the metrics are ours.
         telemetry={"operation_spans": False, "metrics": False, "logs": False},
     )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(OutageMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(metrics.HttpMetricsMiddleware)  # added last: outermost

@@ -78,6 +78,11 @@ class ServiceSettings(BaseSettings):
     outbox_grace_period: float = Field(2.0, ge=0, le=600, validation_alias="OUTBOX_GRACE_PERIOD")
 
     startup_timeout: float = Field(60.0, gt=0, validation_alias="STARTUP_TIMEOUT")
+    # The largest request body a process reads; beyond it, 413 (a 100-line order is
+    # about 15 KB).
+    max_body_bytes: int = Field(
+        65_536, ge=1024, le=16 * 1024 * 1024, validation_alias="MAX_BODY_BYTES"
+    )
 
     # Admin actions (the orchestrator's retry, compensate and dead-letter replay and
     # discard; stock; failure rates) need this key in the X-Admin-Key header; unset, they

@@ -4,6 +4,7 @@ nothing stored, idempotent order creation, pagination, 404s and health checks.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -229,3 +230,28 @@ async def test_every_operation_documents_its_error_statuses_with_the_envelope(
                 assert responses["422"]["content"]["application/json"]["schema"] == envelope
             if (method != "get" and "/admin/" in path) or path.endswith(("/retry", "/stock")):
                 assert "403" in responses, where
+
+
+async def test_a_body_past_the_limit_is_a_413_and_stores_nothing(api: Api) -> None:
+    customer = str(uuid.uuid4())
+    huge = valid_body(customer, shipping_address={**ADDRESS, "street": "x" * 70_000})
+    response = await api.client.post(api.url("order_service", "/orders"), json=huge)
+    assert response.status_code == 413, response.text
+    assert set(response.json()) == ENVELOPE_KEYS
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        yield b'{"customer_id": "' + customer.encode() + b'", "items": ['
+        for _ in range(2000):
+            yield b'{"product_id": "' + MOUSE.encode() + b'", "quantity": 1, "price": "1"},'
+        yield b"]}"
+
+    response = await api.client.post(
+        api.url("order_service", "/orders"),
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "payload_too_large"
+    orders = await api.get("order_service", f"/customers/{customer}/orders")
+    assert orders.json()["data"]["total"] == 0
