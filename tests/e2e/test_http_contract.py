@@ -255,3 +255,22 @@ async def test_a_body_past_the_limit_is_a_413_and_stores_nothing(api: Api) -> No
     assert response.json()["error"]["code"] == "payload_too_large"
     orders = await api.get("order_service", f"/customers/{customer}/orders")
     assert orders.json()["data"]["total"] == 0
+
+
+@pytest.mark.parametrize("service", ["order_service", "saga_orchestrator"])
+async def test_a_body_nested_too_deep_is_a_400_not_a_500(api: Api, service: str) -> None:
+    """Nesting is bounded by the JSON parser (about 1,000 levels), well inside the size
+    limit: a deeper body is refused whole, and nothing is stored."""
+    customer = str(uuid.uuid4())
+    deep = b'{"customer_id": "' + customer.encode() + b'", "items": ' + b"[" * 5000
+    deep += b"]" * 5000 + b"}"
+    path = "/orders" if service == "order_service" else f"/sagas/{uuid.uuid4()}/compensate"
+    response = await api.client.post(
+        api.url(service, path),
+        content=deep,
+        headers={"Content-Type": "application/json", **api.admin},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "bad_request"
+    orders = await api.get("order_service", f"/customers/{customer}/orders")
+    assert orders.json()["data"]["total"] == 0
