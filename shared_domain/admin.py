@@ -95,6 +95,8 @@ async def list_audit(engine: AsyncEngine, limit: int) -> list[dict[str, Any]]:
 
 
 def _runtime(request: Request) -> Runtime[Any]:
+    # shared_domain.runtime.runtime_of, which cannot be imported here: the runtime imports
+    # this module to mount its routers.
     runtime: Runtime[Any] = request.app.state.runtime
     return runtime
 

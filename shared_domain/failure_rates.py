@@ -62,6 +62,7 @@ class FailureRate:
     default: float
     value: float
     env: str = ""
+    overridden: bool = False  # an operator's value, not the environment's
 
     @classmethod
     def of(cls, name: str, rate: float | FailureRate) -> FailureRate:
@@ -77,7 +78,6 @@ class FailureRates:
         self.knobs = {
             name: FailureRate(name, value, value, env) for name, (env, value) in defaults.items()
         }
-        self.overridden: dict[str, bool] = dict.fromkeys(self.knobs, False)
 
     def __getitem__(self, name: str) -> FailureRate:
         return self.knobs[name]
@@ -89,7 +89,7 @@ class FailureRates:
             if new != knob.value:
                 log.warning("failure rate %s now %s (was %s)", name, new, knob.value)
             knob.value = new
-            self.overridden[name] = value is not None
+            knob.overridden = value is not None
 
     def view(self) -> list[dict[str, Any]]:
         return [
@@ -98,7 +98,7 @@ class FailureRates:
                 "rate": k.value,
                 "default": k.default,
                 "env": k.env,
-                "source": "operator" if self.overridden[k.name] else "environment",
+                "source": "operator" if k.overridden else "environment",
             }
             for k in self.knobs.values()
         ]
