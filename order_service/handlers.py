@@ -11,7 +11,7 @@ from order_service.domain import OrderStatus
 from order_service.settings import Settings
 from shared_domain.contracts import Envelope, MessageType, utcnow
 from shared_domain.db import UnitOfWork
-from shared_domain.messaging.consumer import Handler
+from shared_domain.messaging.consumer import Handler, PermanentError
 from shared_domain.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,11 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 )
                 await uow.commit()
                 return
+            if order.saga_id != envelope.saga_id:
+                raise PermanentError(
+                    f"{envelope.type} names saga {envelope.saga_id}, but order {order.id} "
+                    f"belongs to saga {order.saga_id}"
+                )
             if order.move_to(status, reason, utcnow()):
                 await repository.save(uow.conn, order)
                 uow.log_on_commit(

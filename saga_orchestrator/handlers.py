@@ -88,10 +88,32 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
             saga = await repository.locked(uow, envelope.saga_id)
             if saga is None:
                 raise PermanentError(f"{reply} refers to unknown saga {envelope.saga_id}")
+            if saga.order_id != envelope.order_id:
+                raise PermanentError(
+                    f"{reply} names order {envelope.order_id}, but saga {saga.id} is for "
+                    f"order {saga.order_id}"
+                )
+            step = REPLIES[reply][0]
+            in_flight = saga.steps[step].command_id
+            if envelope.causation_id != in_flight:
+                # A reply to a command superseded by a newer one (an operator's retry, a
+                # compensation's next attempt), or to one this saga never sent.
+                uow.log_on_commit(
+                    log,
+                    "%s for order %s ignored: it answers command %s, the %s step's command "
+                    "in flight is %s",
+                    reply,
+                    saga.order_id,
+                    envelope.causation_id,
+                    step,
+                    in_flight,
+                    level=logging.WARNING,
+                )
+                await uow.commit()
+                return
             now = utcnow()
             outgoing = saga.handle(reply, envelope.payload, now, policy)
             if outgoing is None:
-                step = REPLIES[reply][0]
                 uow.log_on_commit(
                     log,
                     "%s for order %s ignored: saga is %s, %s step is %s",

@@ -7,10 +7,10 @@ from dataclasses import replace
 from uuid import uuid4
 
 from saga_orchestrator.domain import Outgoing, Saga
-from shared_domain.contracts import Envelope
+from shared_domain.contracts import ORCHESTRATOR, Envelope
 from shared_domain.db import UnitOfWork
 
-SOURCE = "saga_orchestrator"
+SOURCE = ORCHESTRATOR
 
 
 def identify(saga: Saga, outgoing: list[Outgoing], cause: Envelope | None) -> list[Outgoing]:

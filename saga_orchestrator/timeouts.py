@@ -93,7 +93,9 @@ async def watch_deadlines(rt: Runtime[Settings], stop: asyncio.Event) -> None:
     policy = rt.settings.saga_policy()
     while not stop.is_set():
         try:
-            fired = await fire_due(rt, policy)
+            # While RabbitMQ blocks the connection nothing sent goes out and no reply
+            # comes in: a deadline passing then says nothing of the step.
+            fired = 0 if rt.broker.blocked else await fire_due(rt, policy)
         except Exception as exc:  # the database may be down: try again next round
             log.warning("deadline check failed (will retry): %s", exc)
             fired = 0

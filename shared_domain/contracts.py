@@ -329,6 +329,26 @@ EVENT_PAYLOADS: dict[MessageType, type[Contract]] = {
 
 PAYLOADS: dict[MessageType, type[Contract]] = {**COMMAND_PAYLOADS, **EVENT_PAYLOADS}
 
+ORCHESTRATOR = "saga_orchestrator"
+_SERVICE_OF_PREFIX = {
+    "payment": "payment_service",
+    "inventory": "inventory_service",
+    "shipping": "shipping_service",
+    "notification": "notification_service",
+}
+# Who sends each type (the envelope's `source`): the orchestrator every command and the
+# order's status events, the order service `order.created`, each worker its replies. A
+# consumer refuses a message claiming another sender, such as a payment reply that says
+# it comes from the shipping service.
+SENDERS: dict[MessageType, str] = {
+    t: (
+        ORCHESTRATOR
+        if t in COMMAND_PAYLOADS or t.value.startswith("order.")
+        else _SERVICE_OF_PREFIX[t.value.split(".")[0]]
+    )
+    for t in MessageType
+} | {MessageType.ORDER_CREATED: "order_service"}
+
 
 def exchange_for(message_type: MessageType) -> str:
     return COMMANDS_EXCHANGE if message_type in COMMAND_PAYLOADS else EVENTS_EXCHANGE

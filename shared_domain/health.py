@@ -33,19 +33,41 @@ def database_check(engine: AsyncEngine, where: str) -> Check:
     return check
 
 
-def broker_check(is_connected: Callable[[], bool], where: str) -> Check:
+def broker_check(
+    is_connected: Callable[[], bool], blocked_for: Callable[[], float | None], where: str
+) -> Check:
+    """`up`, `down`, or `blocked`: connected, but RabbitMQ reads nothing from the
+    connection until its resource alarm clears. Blocked still counts as ready: what the
+    service commits waits in its outbox, and an order is still answered at once."""
+
     async def check() -> dict[str, Any]:
-        if is_connected():
-            return {"status": "up", "target": where}
-        return {"status": "down", "target": where, "error": "not connected"}
+        if not is_connected():
+            return {"status": "down", "target": where, "error": "not connected"}
+        seconds = blocked_for()
+        if seconds is not None:
+            return {
+                "status": "blocked",
+                "target": where,
+                "blocked_seconds": round(seconds, 1),
+                "error": "RabbitMQ blocked the connection (a memory or disk alarm)",
+            }
+        return {"status": "up", "target": where}
 
     return check
+
+
+SERVING = frozenset({"up", "blocked"})
 
 
 async def _run(checks: dict[str, Check]) -> tuple[bool, dict[str, Any]]:
     results = await asyncio.gather(*(c() for c in checks.values()))
     detail = dict(zip(checks, results, strict=True))
-    return all(r["status"] == "up" for r in results), detail
+    return all(r["status"] in SERVING for r in results), detail
+
+
+def _blocked(detail: dict[str, Any]) -> str:
+    names = [k for k, v in detail.items() if v["status"] == "blocked"]
+    return f" ({', '.join(names)} blocked: messages wait in the outbox)" if names else ""
 
 
 def health_router(service: str, checks: Callable[[Request], dict[str, Check]]) -> APIRouter:
@@ -54,14 +76,15 @@ def health_router(service: str, checks: Callable[[Request], dict[str, Check]]) -
     @router.get("")
     async def health(request: Request) -> JsonResponse:
         healthy, detail = await _run(checks(request))
+        blocked = _blocked(detail)
         data = {
             "service": service,
-            "status": "healthy" if healthy else "unhealthy",
+            "status": ("degraded" if blocked else "healthy") if healthy else "unhealthy",
             "dependencies": detail,
         }
         if healthy:
-            return envelope(request, data=data, message=f"{service} is healthy")
-        down = ", ".join(k for k, v in detail.items() if v["status"] != "up")
+            return envelope(request, data=data, message=f"{service} is {data['status']}{blocked}")
+        down = ", ".join(k for k, v in detail.items() if v["status"] not in SERVING)
         return error_response(
             request, 503, "service_unavailable", f"{service} is unhealthy: {down} unreachable", data
         )
@@ -81,7 +104,8 @@ def health_router(service: str, checks: Callable[[Request], dict[str, Check]]) -
             "dependencies": {k: v["status"] for k, v in detail.items()},
         }
         if healthy:
-            return envelope(request, data=data, message=f"{service} is ready")
+            message = f"{service} is ready{_blocked(detail)}"
+            return envelope(request, data=data, message=message)
         return error_response(request, 503, "service_unavailable", f"{service} is not ready", data)
 
     return router

@@ -102,6 +102,14 @@ DB_POOL_IN_USE = Gauge(
     "commands) or readers (queries and health checks).",
     ["pool"],
 )
+BROKER_BLOCKED = Gauge(
+    "rabbitmq_connection_blocked",
+    "1 while RabbitMQ blocks the process's connection (a memory or disk alarm: it reads "
+    "nothing the process sends, publishes and acks alike), else 0.",
+)
+BROKER_BLOCKS = Counter(
+    "rabbitmq_connection_blocks_total", "Times RabbitMQ blocked the process's connection."
+)
 DB_POOL_MAX = Gauge("db_pool_connections_max", "The pool's size limit.", ["pool"])
 DEAD_LETTERS = Gauge(
     "dead_letter_queue_messages",

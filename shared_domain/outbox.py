@@ -12,6 +12,12 @@ once without publishing a row twice.
 
 If the process dies after publishing but before the cleaner's DELETE commits, the sweep
 publishes those rows again; consumers drop the repeats by message id (the inbox).
+
+Nobody waits on the broker for long: when RabbitMQ blocks the connection (a memory or
+disk alarm) the fast path is skipped and the sweep pauses, and a publish the broker has
+not confirmed within `publish_wait` seconds is left to finish on its own. The request
+or handler that committed goes on (an order is answered 201, a message acked); the row
+stays in the outbox until its publish is confirmed, by that publish or by the sweep.
 """
 
 from __future__ import annotations
@@ -151,11 +157,14 @@ class OutboxRelay:
         broker: Broker,
         *,
         sweep_interval: float,
+        publish_wait: float = 1.0,
         batch_size: int = 200,
         clean_delay: float = 0.5,
     ) -> None:
         self._pool = pool
         self._broker = broker
+        self._publish_wait = publish_wait
+        self._unconfirmed: set[asyncio.Task[None]] = set()  # publishes no one waits on
         self._interval = sweep_interval
         self._batch = batch_size
         self._clean_delay = clean_delay
@@ -167,17 +176,40 @@ class OutboxRelay:
         now_ready = [s.message for s in staged if not s.delayed]
         if not now_ready:
             return
+        if self._broker.blocked:  # the sweep publishes them once RabbitMQ takes messages
+            return
         try:
-            await self._broker.publish_many(now_ready)
+            await self._publish(now_ready)
+        except TimeoutError:
+            log.warning(
+                "outbox fast path: %d message(s) not confirmed within %.1fs (RabbitMQ %s); "
+                "they stay in the outbox until they are",
+                len(now_ready),
+                self._publish_wait,
+                "blocked the connection" if self._broker.blocked else "is slow",
+            )
         except Exception as exc:  # the sweep will publish what is left
             log.warning(
                 "outbox fast path failed, leaving %d message(s) to the sweep: %s",
                 len(now_ready),
                 exc,
             )
-            return
-        _count_published(now_ready)
-        self._published.update(m.message_id for m in now_ready)
+
+    async def _publish(self, messages: list[OutgoingMessage]) -> None:
+        """Publish and wait for the confirms, for `publish_wait` seconds at most
+        (TimeoutError): the publish goes on without a waiter, and the rows are marked
+        published once it is confirmed."""
+        task = asyncio.ensure_future(self._broker.publish_many(messages))
+        task.add_done_callback(lambda done: self._confirmed(done, messages))
+        self._unconfirmed.add(task)
+        await asyncio.wait_for(asyncio.shield(task), self._publish_wait)
+
+    def _confirmed(self, task: asyncio.Task[None], messages: list[OutgoingMessage]) -> None:
+        self._unconfirmed.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            return  # whoever waited has logged it; if nobody did, the sweep sends them
+        _count_published(messages)
+        self._published.update(m.message_id for m in messages)
         self._wake_cleaner.set()
 
     async def delete_published(self) -> int:
@@ -201,6 +233,8 @@ class OutboxRelay:
         OUTBOX_OLDEST_AGE.set(float(row["oldest"]))
 
     async def sweep_once(self) -> int:
+        if self._broker.blocked:  # a transaction held open for as long as the alarm lasts
+            return 0
         async with connection(self._pool) as conn, conn.transaction():
             rows = await conn.fetch(_SWEEP, self._batch)
             if not rows:
@@ -220,8 +254,10 @@ class OutboxRelay:
                 for r in rows
                 if str(r["id"]) not in self._published
             ]
-            await self._broker.publish_many(messages)
-            _count_published(messages)
+            # Confirmed in time, the rows go with this transaction; if not, it rolls back
+            # and the late confirm marks them for the cleaner.
+            await self._publish(messages)
+            self._published.difference_update(m.message_id for m in messages)
             await conn.execute(_DELETE, [r["id"] for r in rows])
         if messages:
             log.info("outbox sweep published %d message(s)", len(messages))

@@ -24,7 +24,7 @@ from shared_domain import failure_rates, metrics, migrations, pg, tracing
 from shared_domain.admin import audit_router, failure_rates_router
 from shared_domain.backoff import Backoff
 from shared_domain.batching import Batcher, Preload, joined_unit_of_work
-from shared_domain.contracts import Envelope
+from shared_domain.contracts import SENDERS, Envelope
 from shared_domain.db import UnitOfWork, create_engine, create_pool
 from shared_domain.failure_rates import FailureRates
 from shared_domain.health import broker_check, database_check, health_router
@@ -36,6 +36,7 @@ from shared_domain.http import (
     install_error_handlers,
 )
 from shared_domain.logs import configure_logging
+from shared_domain.messaging.alarms import BlockWatch
 from shared_domain.messaging.broker import Broker
 from shared_domain.messaging.consumer import Consumer, Handler
 from shared_domain.messaging.topology import QueueSpec
@@ -89,6 +90,7 @@ class Runtime(Generic[S]):
         self.broker = Broker(
             settings.amqp_url, prefetch_count=settings.prefetch_count, app_id=definition.name
         )
+        self.block_watch = BlockWatch(self.broker)
         self.failure_rates = (
             FailureRates(definition.failure_rates(settings)) if definition.failure_rates else None
         )
@@ -152,12 +154,19 @@ class Runtime(Generic[S]):
             metrics.DB_POOL_MAX.labels("readers").set(self.settings.db_read_pool_size)
 
         async def dead_letters() -> None:
+            if self.broker.blocked:  # it reads nothing of ours: the depths stay as they were
+                return
             for queue, depth in (await self.broker.queue_depths(dead_letter_queues)).items():
                 metrics.DEAD_LETTERS.labels(queue).set(depth)
 
         own = definition.readings(self) if definition.readings else {}
+
+        async def broker() -> None:
+            self.block_watch.look()
+
         return {
             "pools": pools,  # first: before the other readings borrow a connection
+            "broker": broker,
             "outbox": self.relay.read_backlog,
             "dead_letters": dead_letters,
             **own,
@@ -167,7 +176,10 @@ class Runtime(Generic[S]):
         """The writers' pool and the outbox relay on it (no connection opened yet)."""
         self._pool = await create_pool(self.settings)
         self._relay = OutboxRelay(
-            self._pool, self.broker, sweep_interval=self.settings.outbox_sweep_interval
+            self._pool,
+            self.broker,
+            sweep_interval=self.settings.outbox_sweep_interval,
+            publish_wait=self.settings.outbox_publish_wait,
         )
 
     async def start(self) -> None:
@@ -206,9 +218,14 @@ class Runtime(Generic[S]):
             backoff=Backoff(s.retry_base_delay, s.retry_max_delay),
             service=self.name,
             run=self._batcher.run if self._batcher is not None else None,
+            senders=SENDERS,
+            max_bytes=s.max_message_bytes,
         )
         await consumer.start()
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="outbox-sweep"))
+        self._tasks.append(
+            asyncio.create_task(self.block_watch.run(self._stop), name="broker-block-watch")
+        )
         for loop in self.definition.background:
             self._tasks.append(asyncio.create_task(loop(self, self._stop), name=loop.__name__))
 
@@ -279,7 +296,11 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
         runtime = runtime_of(request)
         return {
             "database": database_check(runtime.engine, settings.db_display),
-            "rabbitmq": broker_check(lambda: runtime.broker.is_connected, settings.amqp_display),
+            "rabbitmq": broker_check(
+                lambda: runtime.broker.is_connected,
+                lambda: runtime.block_watch.blocked_for,
+                settings.amqp_display,
+            ),
         }
 
     @app.get("/metrics", include_in_schema=False)

@@ -73,9 +73,19 @@ class ServiceSettings(BaseSettings):
     retry_base_delay: float = Field(0.5, gt=0, le=60, validation_alias="RETRY_BASE_DELAY")
     retry_max_delay: float = Field(30.0, gt=0, le=3600, validation_alias="RETRY_MAX_DELAY")
 
+    # The largest message a consumer reads (an order.created of 100 lines is about
+    # 15 KB); a larger one is dead-lettered as too_large, its body cut to its first 64 KiB.
+    max_message_bytes: int = Field(
+        262_144, ge=4096, le=128 * 1024 * 1024, validation_alias="MAX_MESSAGE_BYTES"
+    )
+
     # The outbox sweep publishes whatever the post-commit fast path left behind.
     outbox_sweep_interval: float = Field(0.5, gt=0, le=60, validation_alias="OUTBOX_SWEEP_INTERVAL")
     outbox_grace_period: float = Field(2.0, ge=0, le=600, validation_alias="OUTBOX_GRACE_PERIOD")
+    # How long a commit waits for the broker to confirm its messages before it goes on
+    # (an order answered, a message acked) and leaves them to be confirmed later; a
+    # blocked broker (memory or disk alarm) is not waited on at all.
+    outbox_publish_wait: float = Field(1.0, gt=0, le=60, validation_alias="OUTBOX_PUBLISH_WAIT")
 
     startup_timeout: float = Field(60.0, gt=0, validation_alias="STARTUP_TIMEOUT")
     # The largest request body a process reads; beyond it, 413 (a 100-line order is

@@ -16,9 +16,14 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-function mount(...children) {
+// The page element says which address it shows and how often it has been drawn, so
+// whoever drives the console (a test, a script) can wait for the page it asked for
+// instead of acting on the one it is leaving.
+function mount(hash, children) {
   const page = document.getElementById("page");
   page.replaceChildren(...children);
+  page.dataset.view = hash;
+  page.dataset.render = String(Number(page.dataset.render || 0) + 1);
   return page;
 }
 
@@ -26,8 +31,9 @@ function mount(...children) {
 // opened, is dropped instead of replacing that page.
 export function view() {
   const id = ++view.current;
+  const hash = location.hash || "#/";
   return {
-    mount: (...children) => (id === view.current ? mount(...children) : null),
+    mount: (...children) => (id === view.current ? mount(hash, children) : null),
     get shown() {
       return id === view.current;
     },

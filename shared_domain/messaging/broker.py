@@ -60,6 +60,18 @@ class Broker:
             self._connection = None
 
     @property
+    def blocked(self) -> bool:
+        """RabbitMQ has blocked the connection (`connection.blocked`: a memory or disk
+        alarm): it reads nothing more from it, publishes and acks alike, until it sends
+        `connection.unblocked`. aiormq tracks this in an event it keeps to itself and
+        shows nowhere else; were it renamed, this reads as never blocked, and the
+        memory-alarm chaos scenario, which expects to see the block, fails."""
+        transport = getattr(self._connection, "transport", None)
+        underlying = getattr(transport, "connection", None)
+        unblocked = getattr(underlying, "_Connection__connection_unblocked", None)
+        return self.is_connected and isinstance(unblocked, asyncio.Event) and not unblocked.is_set()
+
+    @property
     def is_connected(self) -> bool:
         # `connected` is cleared while the robust connection is reconnecting, when
         # `is_closed` still says False.
@@ -77,6 +89,8 @@ class Broker:
         Closing it requeues whatever it fetched and did not ack."""
         if self._connection is None:
             raise RuntimeError("broker is not connected")
+        if self.blocked:  # it would read nothing of ours, not even the channel's open
+            raise ConnectionError("RabbitMQ blocked the connection (a memory or disk alarm)")
         return await self._connection.channel(publisher_confirms=True)
 
     async def queue_depths(self, names: list[str]) -> dict[str, int]:

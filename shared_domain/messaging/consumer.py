@@ -1,9 +1,10 @@
 """Consuming with explicit acknowledgement tied to the outcome.
 
 - handled and committed: ack;
-- can never be processed (bad JSON, failed validation, unknown type, PermanentError):
-  republished to the dead-letter exchange with the reason in its headers, then acked,
-  so it never loops and never stops the consumer;
+- can never be processed (larger than the limit, not JSON, failed validation, unknown
+  type, a sender other than the type's, PermanentError): republished to the dead-letter
+  exchange with the reason in its headers, then acked, so it never loops and never
+  stops the consumer;
 - anything else is taken as transient: republished to `<queue>.retry` with an
   exponential, jittered delay, and dead-lettered once the retries are used up;
 - except an outage (the database or network unreachable): retried the same way for as
@@ -43,6 +44,12 @@ RETRIED = "retried"
 DEAD_LETTERED = "dead_lettered"
 OUTAGE_COUNT_HEADER = "x-outage-retries"
 
+# What a too_large dead letter keeps of its body: enough to tell what it was.
+KEPT_OF_TOO_LARGE = 65_536
+# The body is JSON text; a sender that says otherwise sent something else.
+JSON_CONTENT_TYPES = frozenset({"", "application/json"})
+PLAIN_ENCODINGS = frozenset({"", "utf-8", "identity"})
+
 
 class PermanentError(Exception):
     """The message can never be processed; retrying would not help."""
@@ -59,6 +66,8 @@ class Consumer:
         backoff: Backoff,
         service: str,
         run: Runner | None = None,
+        senders: Mapping[MessageType, str] | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self._broker = broker
         self._run = run or _call
@@ -67,6 +76,8 @@ class Consumer:
         self._max_retries = max_retries
         self._backoff = backoff
         self._service = service
+        self._senders = dict(senders or {})
+        self._max_bytes = max_bytes
         self._tag: str | None = None
         self._queue: AbstractQueue | None = None
         # Each (type, outcome)'s counter and histogram, looked up once.
@@ -93,6 +104,12 @@ class Consumer:
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
+        unread = self._unreadable(message)
+        if unread is not None:
+            with logs.bind(message_id=message.message_id, message_type=message.type):
+                await self._dead_letter(message, *unread)
+            self._observe(_known_type(message.type), DEAD_LETTERED, started)
+            return
         try:
             envelope = Envelope.model_validate_json(message.body)
             message_type = MessageType(envelope.type)
@@ -104,6 +121,17 @@ class Consumer:
             with logs.bind(message_id=message.message_id, message_type=message.type):
                 await self._dead_letter(message, "invalid_message", _describe(exc))
             self._observe(_known_type(message.type), DEAD_LETTERED, started)
+            return
+        sender = self._senders.get(message_type)
+        if sender is not None and envelope.source != sender:
+            with logs.bind_message(envelope):
+                await self._dead_letter(
+                    message,
+                    "invalid_message",
+                    f"{envelope.type} comes from {sender}, not {envelope.source!r}",
+                    envelope,
+                )
+            self._observe(message_type, DEAD_LETTERED, started)
             return
 
         headers = message.headers or {}
@@ -133,6 +161,23 @@ class Consumer:
             return outcome
         await _settle(message.ack())
         return HANDLED
+
+    def _unreadable(self, message: AbstractIncomingMessage) -> tuple[str, str] | None:
+        """Why the message cannot be read at all, before its body is parsed: (reason,
+        error) to dead-letter it with, or None."""
+        size = len(message.body)
+        if self._max_bytes is not None and size > self._max_bytes:
+            return "too_large", (
+                f"{size} bytes, more than MAX_MESSAGE_BYTES ({self._max_bytes}); "
+                f"the dead letter keeps the first {KEPT_OF_TOO_LARGE}"
+            )
+        content_type = (message.content_type or "").split(";")[0].strip().lower()
+        if content_type not in JSON_CONTENT_TYPES:
+            return "invalid_message", f"content type {content_type!r} is not application/json"
+        encoding = (message.content_encoding or "").strip().lower()
+        if encoding not in PLAIN_ENCODINGS:
+            return "invalid_message", f"content encoding {encoding!r} is not read here"
+        return None
 
     def _observe(self, message_type: str, outcome: str, started: float) -> None:
         series = self._series.get((message_type, outcome))
@@ -224,9 +269,17 @@ class Consumer:
                 "x-dead-lettered-at": utcnow().isoformat(),
             }
         )
+        body = message.body
+        if message.content_type:  # the copy is published as JSON, whatever it said
+            headers["x-original-content-type"] = message.content_type
+        if message.content_encoding:
+            headers["x-original-content-encoding"] = message.content_encoding
+        if reason == "too_large":
+            headers["x-original-size"] = len(body)
+            body = body[:KEPT_OF_TOO_LARGE]
         try:
             await self._broker.publish(
-                _copy(message, DEAD_LETTER_EXCHANGE, self._spec.name, headers)
+                _copy(message, DEAD_LETTER_EXCHANGE, self._spec.name, headers, body)
             )
         except Exception as exc:
             # The queue's own dead-letter exchange still catches it, without our reason.
@@ -241,13 +294,17 @@ async def _call(handler: Handler, envelope: Envelope, payload: Any) -> None:
 
 
 def _copy(
-    message: AbstractIncomingMessage, exchange: str, routing_key: str, headers: dict[str, Any]
+    message: AbstractIncomingMessage,
+    exchange: str,
+    routing_key: str,
+    headers: dict[str, Any],
+    body: bytes | None = None,
 ) -> OutgoingMessage:
     return OutgoingMessage(
         message_id=message.message_id or "",
         exchange=exchange,
         routing_key=routing_key,
-        body=message.body,
+        body=message.body if body is None else body,
         message_type=message.type or "",
         correlation_id=message.correlation_id,
         headers=headers,

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pydantic_core
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from shared_domain.contracts import utcnow
@@ -107,7 +107,10 @@ def _plain(value: Any) -> Any:
 def view(message: AbstractIncomingMessage, dlq: str) -> DeadLetter:
     headers = _plain(dict(message.headers or {}))
     try:
-        body: Any = json.loads(message.body)
+        # pydantic's parser stops at a nesting depth the response can still be encoded
+        # at, where json.loads would go on until Python's recursion limit; and it
+        # refuses NaN, which no JSON response can carry.
+        body: Any = pydantic_core.from_json(message.body, allow_inf_nan=False)
     except ValueError:
         body = message.body.decode("utf-8", errors="replace")
     envelope = body if isinstance(body, dict) else {}

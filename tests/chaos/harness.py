@@ -38,6 +38,11 @@ LOAD_SECONDS = 25.0 if LONG else 5.0
 OUTAGE_SECONDS = 8.0 if LONG else 3.0
 RESTART_AFTER = 4.0 if LONG else 2.0
 RECOVERY_BOUND = 120.0  # every order terminal this long after the fault ends, at most
+# The memory alarm outlasts the clients' timeout, and every order is answered well
+# within it (OUTBOX_PUBLISH_WAIT is 1 s, and a blocked broker is not waited on at all).
+ALARM_SECONDS = 30.0 if LONG else 8.0
+ALARM_CLIENT_TIMEOUT = 20.0 if LONG else 5.0
+ANSWER_BOUND = 3.0
 BROKER_RESTART = os.environ.get("CHAOS_BROKER_RESTART") == "1"
 
 LOAD_PRODUCTS = [MOUSE, HUB, KEYBOARD, MONITOR]  # the laptop is kept for the contention test
@@ -78,6 +83,10 @@ class Chaos:
     vhost: str
     customers: list[str] = field(default_factory=list)  # one per scenario
     restocked: Counter[str] = field(default_factory=Counter)
+    # Every POST /orders: when it was sent (monotonic), how long its answer took, and
+    # its status (0: no answer, the client gave up or the connection failed).
+    posts: list[tuple[float, float, int]] = field(default_factory=list)
+    post_timeout: float | None = None  # the client's own timeout when None
 
     async def restock(self, units: int) -> None:
         """Goods arrive at the warehouse, so that every scenario has stock to sell and
@@ -138,14 +147,18 @@ class Chaos:
         deadline = time.monotonic() + give_up
         while True:
             for name in self.stack.instances("order_service"):
+                sent = time.monotonic()
                 try:
                     response = await self.client.post(
                         f"{self.stack.url(name)}/api/v1/orders",
                         json=body,
                         headers={"Idempotency-Key": key},
+                        timeout=self.post_timeout or httpx.USE_CLIENT_DEFAULT,
                     )
                 except httpx.TransportError:
+                    self.posts.append((sent, time.monotonic() - sent, 0))
                     continue
+                self.posts.append((sent, time.monotonic() - sent, response.status_code))
                 if response.status_code == 201:
                     return response.json()["data"]
                 assert response.status_code in (502, 503), response.text
@@ -278,6 +291,34 @@ async def broker_outage(vhost: str) -> AsyncIterator[None]:
         yield
     finally:
         await asyncio.to_thread(rabbitmqctl, "clear_vhost_limits", "-p", vhost)
+
+
+def memory_watermark() -> str:
+    """RabbitMQ's memory high watermark as `set_vm_memory_high_watermark` takes it back:
+    a fraction (`0.4`) or `absolute <bytes>`."""
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "eval", "vm_memory_monitor:get_vm_memory_high_watermark()."],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
+    if out.startswith("{absolute,"):
+        return f"absolute {out.removeprefix('{absolute,').rstrip('}')}"
+    return out
+
+
+@contextlib.asynccontextmanager
+async def memory_alarm() -> AsyncIterator[None]:
+    """RabbitMQ's memory alarm raised while the block runs: a watermark of 10 MB, far
+    below what the broker uses, so it blocks every publishing connection at once, as a
+    disk alarm does in production. It is broker-wide, every vhost alike."""
+    before = await asyncio.to_thread(memory_watermark)
+    await asyncio.to_thread(rabbitmqctl, "set_vm_memory_high_watermark", "absolute", "10MB")
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(rabbitmqctl, "set_vm_memory_high_watermark", *before.split())
 
 
 @contextlib.asynccontextmanager

@@ -18,6 +18,9 @@ from scripts.stack import SERVICES
 from shared_domain.contracts import COMMANDS_EXCHANGE, Envelope
 from shared_domain.messaging.topology import ALL_QUEUES
 from tests.chaos.harness import (
+    ALARM_CLIENT_TIMEOUT,
+    ALARM_SECONDS,
+    ANSWER_BOUND,
     OUTAGE_SECONDS,
     RECOVERY_BOUND,
     REPLICAS,
@@ -29,6 +32,7 @@ from tests.chaos.harness import (
     check_invariants,
     database_outage,
     databases,
+    memory_alarm,
     run_scenario,
 )
 from tests.support import LAPTOP, POISON_KEYS, PRICES
@@ -152,6 +156,60 @@ async def test_database_outage(chaos: Chaos) -> None:
     assert seen["during"] == 503
     for service in SERVICES:
         assert await readiness(chaos, service) == 200, f"{service} reconnected by itself"
+
+
+async def blocked_metric(chaos: Chaos, service: str) -> float:
+    response = await chaos.client.get(f"{chaos.stack.url(service)}/metrics")
+    for line in response.text.splitlines():
+        if line.startswith("rabbitmq_connection_blocked "):
+            return float(line.split()[1])
+    raise AssertionError(f"{service} has no rabbitmq_connection_blocked")
+
+
+async def block_seen(chaos: Chaos, service: str) -> dict[str, Any]:
+    """Polls `service` while the alarm is raised until its readiness says RabbitMQ is
+    blocked; then what readiness answered and what /metrics said."""
+    deadline = time.monotonic() + ALARM_SECONDS
+    while True:
+        response = await chaos.client.get(chaos.url(service, "/health/ready"))
+        state = response.json()["data"]["dependencies"]["rabbitmq"]
+        if state == "blocked" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    return {"ready": (response.status_code, state), "metric": await blocked_metric(chaos, service)}
+
+
+async def test_memory_alarm_under_load(chaos: Chaos) -> None:
+    """RabbitMQ's memory alarm, raised for longer than the clients' timeout while orders
+    flow: every order is answered 201 within ANSWER_BOUND, readiness and /metrics show
+    the block, and once it clears every saga finishes, none lost or done twice."""
+    seen: dict[str, Any] = {}
+    window: list[float] = []
+
+    async def fault() -> None:
+        chaos.post_timeout = ALARM_CLIENT_TIMEOUT
+        try:
+            async with memory_alarm():
+                window.append(time.monotonic())
+                seen.update(await block_seen(chaos, "order_service"))
+                await asyncio.sleep(max(0.0, window[0] + ALARM_SECONDS - time.monotonic()))
+            window.append(time.monotonic())
+        finally:
+            chaos.post_timeout = None
+
+    result = await run_scenario(chaos, "RabbitMQ memory alarm", fault)
+    start, end = window
+    during = [(seconds, status) for sent, seconds, status in chaos.posts if start <= sent <= end]
+    slowest = max(seconds for seconds, _ in during)
+    result.notes = f"{len(during)} POSTs in a {end - start:.0f}s alarm, slowest {slowest:.2f}s"
+    assert_clean(result)
+    assert Counter(status for _, status in during) == {201: len(during)}, "every POST answered"
+    assert slowest < ANSWER_BOUND < ALARM_CLIENT_TIMEOUT < ALARM_SECONDS
+    assert seen["ready"] == (200, "blocked"), "readiness shows the block and stays ready"
+    assert seen["metric"] == 1.0
+    for service in SERVICES:
+        assert await readiness(chaos, service) == 200
+        assert await blocked_metric(chaos, service) == 0.0, f"{service} unblocked by itself"
 
 
 def _payload(step: str, command: str, saga: dict[str, Any]) -> dict[str, Any]:

@@ -72,7 +72,20 @@ class Console:
         await self.page.goto(f"{self.base}{query}{hash_}")
 
     async def go(self, hash_: str) -> None:
-        await self.page.evaluate("h => { location.hash = h; }", hash_)
+        """Open a page of the console and wait until that page is drawn: until then the
+        page being left is still on screen, rows and buttons included. On the page
+        already, it stays as it is."""
+        before = await self.page.evaluate(
+            "h => { const drawn = Number(document.getElementById('page').dataset.render || 0);"
+            " if (location.hash === h) return drawn - 1;"
+            " location.hash = h; return drawn; }",
+            hash_,
+        )
+        await self.page.wait_for_function(
+            "([h, before]) => { const page = document.getElementById('page');"
+            " return page.dataset.view === h && Number(page.dataset.render) > before; }",
+            arg=[hash_, before],
+        )
 
     async def shot(self, name: str, full_page: bool = False) -> Path:
         """A screenshot in SCREENSHOTS: the window (the pictures docs/console.md shows),

@@ -37,6 +37,7 @@ ALERTS = (
     "OutboxBacklogStale",
     "CompensationRateHigh",
     "ServiceDown",
+    "RabbitMQBlocked",
 )
 OUTCOMES = ("handled", "duplicate", "retried", "dead_lettered")
 UUID_IN_PATH = re.compile(r"/[0-9a-f]{8}-[0-9a-f]{4}-")
@@ -308,7 +309,7 @@ async def test_a_dead_letter_and_a_duplicate_are_counted_as_such(ran: Api) -> No
         saga_id=uuid.uuid4(),
         order_id=uuid.uuid4(),
         correlation_id="metrics-test",
-        source="test",
+        source="saga_orchestrator",
     )
     connection = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:5672/{ran.vhost}")
     async with connection:

@@ -107,9 +107,12 @@ async def open_runtime(
     settings_cls: type[ServiceSettings],
     vhost: str,
     db_prefix: str,
+    *,
+    consuming: bool = False,
     **overrides: Any,
 ) -> Runtime[Any]:
-    """A service runtime on its own freshly emptied database, broker connected, no consumer."""
+    """A service runtime on its own freshly emptied database, broker connected; started
+    as the service starts it (consumer, background loops) if `consuming`."""
     settings = settings_cls(
         DB_NAME=f"{db_prefix}{definition.name}",
         RABBITMQ_VHOST=vhost,
@@ -126,8 +129,11 @@ async def open_runtime(
         await conn.exec_driver_sql(f"TRUNCATE {tables} CASCADE")
     await seed(definition, settings)
     rt = Runtime(definition, settings)
-    await rt.open_database()
-    await rt.broker.connect()
+    if consuming:
+        await rt.start()
+    else:
+        await rt.open_database()
+        await rt.broker.connect()
     return rt
 
 

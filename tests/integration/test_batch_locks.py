@@ -22,6 +22,7 @@ from order_service import services as order_services
 from order_service.domain import OrderStatus
 from saga_orchestrator import handlers as orchestrator_handlers
 from saga_orchestrator import repository as saga_repository
+from saga_orchestrator.domain import Saga, Step
 from shared_domain.batching import Batcher, Preload
 from shared_domain.contracts import PAYLOADS, Envelope, MessageType
 from shared_domain.db import UnitOfWork
@@ -35,11 +36,12 @@ LAPTOP = uuid.UUID("550e8400-e29b-41d4-a716-446655440001")  # seeded with stock 
 MOUSE = uuid.UUID("550e8400-e29b-41d4-a716-446655440002")  # seeded with stock 100
 
 
-def envelope(type_: MessageType, payload: dict[str, Any], **ids: uuid.UUID) -> Envelope:
+def envelope(type_: MessageType, payload: dict[str, Any], **ids: Any) -> Envelope:
     return Envelope(
         type=type_.value,
         saga_id=ids.get("saga_id", uuid.uuid4()),
         order_id=ids.get("order_id", uuid.uuid4()),
+        causation_id=ids.get("causation_id"),
         correlation_id="batch-locks",
         source="test",
         payload=payload,
@@ -218,17 +220,22 @@ async def test_orchestrator_batches_advancing_the_same_sagas_do_not_deadlock(
     paid = {"payment_id": str(uuid.uuid4()), "amount": "1.00", "provider_reference": "r"}
     declined = {"payment_id": None, "reason": "card_declined"}
     processed, failed = MessageType.PAYMENT_PROCESSED, MessageType.PAYMENT_FAILED
+
+    def answering(saga: Saga) -> dict[str, Any]:  # a reply to the saga's charge
+        charge = saga.steps[Step.PAYMENT].command_id
+        return {"saga_id": saga.id, "order_id": saga.order_id, "causation_id": charge}
+
     deadlocks = await crossing_batches(
         rt,
         orchestrator_handlers.build_handlers(rt),
         orchestrator_handlers.preload,
         [
-            envelope(processed, paid, saga_id=one.id, order_id=one.order_id),
-            envelope(failed, declined, saga_id=two.id, order_id=two.order_id),
+            envelope(processed, paid, **answering(one)),
+            envelope(failed, declined, **answering(two)),
         ],
         [
-            envelope(processed, paid, saga_id=two.id, order_id=two.order_id),
-            envelope(failed, declined, saga_id=one.id, order_id=one.order_id),
+            envelope(processed, paid, **answering(two)),
+            envelope(failed, declined, **answering(one)),
         ],
     )
     assert deadlocks == []

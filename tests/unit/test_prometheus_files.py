@@ -33,7 +33,7 @@ def test_the_scrape_configs_are_valid(config: str) -> None:
 
 
 def test_the_alerting_rules_are_valid() -> None:
-    assert "SUCCESS: 5 rules found" in promtool("check", "rules", "alerts.yml")
+    assert "SUCCESS: 6 rules found" in promtool("check", "rules", "alerts.yml")
 
 
 def test_the_alerting_rules_pass_their_unit_tests() -> None:
