@@ -7,20 +7,39 @@ from fastapi import APIRouter, Header, Query, Request
 
 from order_service import services, views
 from order_service.schemas import PlaceOrder
+from order_service.settings import Settings
 from shared_domain.http import MAX_PAGE, ApiError, JsonResponse, NotFound, envelope, request_id
 from shared_domain.openapi import errors
-from shared_domain.runtime import RuntimeDep
+from shared_domain.rate_limits import RateLimit
+from shared_domain.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["orders"])
 
 
-@router.post("/orders", status_code=201, responses=errors(409))
+def _rate_limit(rt: Runtime[Settings]) -> RateLimit | None:
+    """The process's limit on POST /orders (ORDER_RATE_LIMIT), made on first use."""
+    if rt.settings.order_rate_limit is None:
+        return None
+    limit: RateLimit | None = rt.components.get(RateLimit)
+    if limit is None:
+        limit = rt.components[RateLimit] = RateLimit(rt.settings.order_rate_limit, "orders")
+    return limit
+
+
+@router.post("/orders", status_code=201, responses=errors(409, 429))
 async def place_order(
     body: PlaceOrder,
     request: Request,
     rt: RuntimeDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JsonResponse:
+    limit = _rate_limit(rt)
+    if limit is not None:
+        if rt.settings.order_rate_limit_by == "customer":
+            await limit.take(str(body.customer_id), f"customer {body.customer_id}")
+        else:
+            client = request.client.host if request.client else "unknown"
+            await limit.take(client, f"client {client}")
     try:
         order, created = await services.place_order(rt, body, idempotency_key, request_id(request))
     except services.IdempotencyConflict as exc:

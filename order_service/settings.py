@@ -1,8 +1,32 @@
-from pydantic import Field
+from typing import Literal
 
+from pydantic import Field, field_validator
+
+from shared_domain import rate_limits
 from shared_domain.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
     port: int = Field(8001, ge=1, le=65535, validation_alias="ORDER_SERVICE_PORT")
     db_name: str = Field("order_db", validation_alias="DB_NAME")
+    # POST /orders at most this often (`10/second`, `100 per minute`), per customer or per
+    # client address, counted by each replica on its own; unset or empty: no limit.
+    order_rate_limit: str | None = Field(None, validation_alias="ORDER_RATE_LIMIT")
+    order_rate_limit_by: Literal["customer", "client"] = Field(
+        "customer", validation_alias="ORDER_RATE_LIMIT_BY"
+    )
+
+    @field_validator("order_rate_limit")
+    @classmethod
+    def _a_rate(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            if rate_limits.parse(value).amount < 1:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate: say how many per what, e.g. '10/second' or "
+                "'100 per minute'"
+            ) from None
+        return value.strip()

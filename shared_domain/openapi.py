@@ -21,6 +21,7 @@ _WHY = {
     409: "the state does not allow it",
     413: "the body is too large",
     422: "a parameter or the body is not valid",
+    429: "too many requests: wait the seconds Retry-After says, then send it again",
     503: "a dependency (the database, the broker, a service) is unavailable; retry",
 }
 
@@ -31,10 +32,18 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _response(code: int) -> dict[str, Any]:
-    return {
+    response: dict[str, Any] = {
         "description": _WHY.get(code, "an error"),
         "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ENVELOPE}"}}},
     }
+    if code == 429:
+        response["headers"] = {
+            "Retry-After": {
+                "description": "seconds until the limit takes a request again",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    return response
 
 
 _SCHEMA: dict[str, Any] = {

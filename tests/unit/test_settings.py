@@ -245,3 +245,20 @@ def test_log_level_and_format_are_read_in_any_case(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("LOG_FORMAT", "JSON")
     settings = PaymentSettings()
     assert (settings.log_level, settings.log_format) == ("DEBUG", "json")
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [("10/second", "10/second"), (" 100 per minute ", "100 per minute"), ("", None)],
+)
+def test_the_order_rate_limit_takes_a_rate_or_nothing(value: str, kept: str | None) -> None:
+    assert OrderSettings(ORDER_RATE_LIMIT=value).order_rate_limit == kept
+    assert OrderSettings().order_rate_limit is None  # off unless set
+
+
+@pytest.mark.parametrize("value", ["10", "fast", "10/fortnight", "0/second"])
+def test_the_order_rate_limit_refuses_what_is_not_a_rate(value: str) -> None:
+    with pytest.raises(ValidationError, match="is not a rate: say how many per what"):
+        OrderSettings(ORDER_RATE_LIMIT=value)
+    with pytest.raises(ValidationError, match="ORDER_RATE_LIMIT_BY"):
+        OrderSettings(ORDER_RATE_LIMIT_BY="everyone")
