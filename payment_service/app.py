@@ -4,7 +4,7 @@ from collections.abc import Mapping
 
 from payment_service import handlers, tables
 from payment_service.api import router
-from payment_service.provider import build_provider
+from payment_service.provider import ProviderUnavailable, build_provider
 from payment_service.settings import Settings
 from shared_domain.contracts import MessageType
 from shared_domain.messaging.consumer import Handler
@@ -13,7 +13,12 @@ from shared_domain.runtime import Runtime, ServiceDefinition
 
 
 def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
-    provider = build_provider(rt.settings, rt.failure_rates)
+    breaker = (  # around a real processor: the simulated one has no outages of its own
+        rt.breaker("payment_provider", (ProviderUnavailable,))
+        if rt.settings.payment_provider == "http"
+        else None
+    )
+    provider = build_provider(rt.settings, rt.failure_rates, breaker)
     rt.on_stop(provider.close)
     return handlers.build_handlers(rt, provider)
 

@@ -13,6 +13,7 @@ from uuid import UUID
 import httpx
 
 from payment_service.settings import Settings
+from shared_domain.breaker import Breaker
 from shared_domain.failure_rates import FailureRate, FailureRates
 from shared_domain.retry import call_retrying
 
@@ -88,7 +89,13 @@ class HttpProvider:
     backoff and then reported as ProviderUnavailable."""
 
     def __init__(
-        self, base_url: str, api_key: str, timeout: float, attempts: int = 3, backoff: float = 0.2
+        self,
+        base_url: str,
+        api_key: str,
+        timeout: float,
+        attempts: int = 3,
+        backoff: float = 0.2,
+        breaker: Breaker | None = None,
     ) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url,
@@ -97,9 +104,12 @@ class HttpProvider:
         )
         self._attempts = attempts
         self._backoff = backoff
+        self._breaker = breaker
 
     async def _post(self, path: str, key: str, body: dict[str, str]) -> httpx.Response:
         async def once() -> httpx.Response:
+            if self._breaker is not None:
+                self._breaker.check()
             try:
                 response = await self._client.post(
                     path, json=body, headers={"Idempotency-Key": key}
@@ -110,10 +120,16 @@ class HttpProvider:
                 raise ProviderUnavailable(f"{path}: HTTP {response.status_code}")
             return response
 
-        async for attempt in call_retrying(self._attempts, self._backoff, ProviderUnavailable):
-            with attempt:
-                return await once()
-        raise AssertionError("unreachable")
+        async def retrying() -> httpx.Response:
+            async for attempt in call_retrying(self._attempts, self._backoff, ProviderUnavailable):
+                with attempt:
+                    return await once()
+            raise AssertionError("unreachable")
+
+        if self._breaker is None:
+            return await retrying()
+        async with self._breaker.call():  # CircuitOpen while open: the command waits
+            return await retrying()
 
     async def charge(
         self, *, idempotency_key: str, amount: Decimal, customer_id: UUID
@@ -154,12 +170,15 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def build_provider(settings: Settings, rates: FailureRates | None = None) -> PaymentProvider:
+def build_provider(
+    settings: Settings, rates: FailureRates | None = None, breaker: Breaker | None = None
+) -> PaymentProvider:
     if settings.payment_provider == "http":
         return HttpProvider(
             settings.payment_provider_url,
             settings.payment_provider_api_key,
             settings.payment_provider_timeout,
+            breaker=breaker,
         )
     if rates is not None:  # the knobs an operator can turn while it runs
         return SimulatedProvider(rates["payment"], rates["payment_refund"])

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared_domain.breaker import Breaker
 from shared_domain.http import JsonResponse, envelope, error_response
 
 Check = Callable[[], Awaitable[dict[str, Any]]]
@@ -56,7 +57,18 @@ def broker_check(
     return check
 
 
-SERVING = frozenset({"up", "blocked"})
+def breaker_check(breaker: Breaker) -> Check:
+    """A provider's circuit breaker: `up` while closed, else `open` or `half_open`,
+    which still count as ready (the work waits in the retry queue)."""
+
+    async def check() -> dict[str, Any]:
+        return breaker.detail()
+
+    return check
+
+
+# Statuses a service still works with: a blocked broker, an open provider breaker.
+SERVING = frozenset({"up", "blocked", "open", "half_open"})
 
 
 async def _run(checks: dict[str, Check]) -> tuple[bool, dict[str, Any]]:
@@ -65,9 +77,16 @@ async def _run(checks: dict[str, Check]) -> tuple[bool, dict[str, Any]]:
     return all(r["status"] in SERVING for r in results), detail
 
 
-def _blocked(detail: dict[str, Any]) -> str:
-    names = [k for k, v in detail.items() if v["status"] == "blocked"]
-    return f" ({', '.join(names)} blocked: messages wait in the outbox)" if names else ""
+_WAITS = {
+    "blocked": "blocked: messages wait in the outbox",
+    "open": "breaker open: calls wait in the retry queue",
+    "half_open": "breaker half open: a probe is on its way",
+}
+
+
+def _degraded(detail: dict[str, Any]) -> str:
+    parts = [f"{k} {_WAITS[v['status']]}" for k, v in detail.items() if v["status"] in _WAITS]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def health_router(service: str, checks: Callable[[Request], dict[str, Check]]) -> APIRouter:
@@ -76,14 +95,14 @@ def health_router(service: str, checks: Callable[[Request], dict[str, Check]]) -
     @router.get("")
     async def health(request: Request) -> JsonResponse:
         healthy, detail = await _run(checks(request))
-        blocked = _blocked(detail)
+        degraded = _degraded(detail)
         data = {
             "service": service,
-            "status": ("degraded" if blocked else "healthy") if healthy else "unhealthy",
+            "status": ("degraded" if degraded else "healthy") if healthy else "unhealthy",
             "dependencies": detail,
         }
         if healthy:
-            return envelope(request, data=data, message=f"{service} is {data['status']}{blocked}")
+            return envelope(request, data=data, message=f"{service} is {data['status']}{degraded}")
         down = ", ".join(k for k, v in detail.items() if v["status"] not in SERVING)
         return error_response(
             request, 503, "service_unavailable", f"{service} is unhealthy: {down} unreachable", data
@@ -104,7 +123,7 @@ def health_router(service: str, checks: Callable[[Request], dict[str, Check]]) -
             "dependencies": {k: v["status"] for k, v in detail.items()},
         }
         if healthy:
-            message = f"{service} is ready{_blocked(detail)}"
+            message = f"{service} is ready{_degraded(detail)}"
             return envelope(request, data=data, message=message)
         return error_response(request, 503, "service_unavailable", f"{service} is not ready", data)
 

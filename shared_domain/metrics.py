@@ -110,6 +110,17 @@ BROKER_BLOCKED = Gauge(
 BROKER_BLOCKS = Counter(
     "rabbitmq_connection_blocks_total", "Times RabbitMQ blocked the process's connection."
 )
+BREAKER_STATE = Gauge(
+    "circuit_breaker_state",
+    "A provider's circuit breaker: 0 closed, 1 open (calls wait), 2 half open (a probe).",
+    ["breaker"],
+)
+BREAKER_OPENED = Counter("circuit_breaker_opened_total", "Times the breaker opened.", ["breaker"])
+BREAKER_REFUSED = Counter(
+    "circuit_breaker_refused_total",
+    "Calls the breaker kept from the provider while open; their work waits in the retry queue.",
+    ["breaker"],
+)
 DB_POOL_MAX = Gauge("db_pool_connections_max", "The pool's size limit.", ["pool"])
 DEAD_LETTERS = Gauge(
     "dead_letter_queue_messages",

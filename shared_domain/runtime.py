@@ -24,10 +24,11 @@ from shared_domain import failure_rates, metrics, migrations, pg, tracing
 from shared_domain.admin import audit_router, failure_rates_router
 from shared_domain.backoff import Backoff
 from shared_domain.batching import Batcher, Preload, joined_unit_of_work
+from shared_domain.breaker import Breaker
 from shared_domain.contracts import SENDERS, Envelope
 from shared_domain.db import UnitOfWork, create_engine, create_pool
 from shared_domain.failure_rates import FailureRates
-from shared_domain.health import broker_check, database_check, health_router
+from shared_domain.health import breaker_check, broker_check, database_check, health_router
 from shared_domain.http import (
     BodyLimitMiddleware,
     JsonResponse,
@@ -91,6 +92,7 @@ class Runtime(Generic[S]):
             settings.amqp_url, prefetch_count=settings.prefetch_count, app_id=definition.name
         )
         self.block_watch = BlockWatch(self.broker)
+        self.breakers: dict[str, Breaker] = {}
         self.failure_rates = (
             FailureRates(definition.failure_rates(settings)) if definition.failure_rates else None
         )
@@ -138,6 +140,19 @@ class Runtime(Generic[S]):
         return joined_unit_of_work(message) or UnitOfWork(
             self.pool, self.relay, self.settings.outbox_grace_period, message
         )
+
+    def breaker(self, name: str, outages: tuple[type[BaseException], ...]) -> Breaker:
+        """The process's circuit breaker around provider `name`, counting `outages`; its
+        state shows in the health detail under that name."""
+        breaker = self.breakers.get(name)
+        if breaker is None:
+            breaker = self.breakers[name] = Breaker(
+                name,
+                threshold=self.settings.circuit_breaker_threshold,
+                reset_seconds=self.settings.circuit_breaker_reset,
+                outages=outages,
+            )
+        return breaker
 
     def readings(self) -> dict[str, metrics.Reading]:
         """What a scrape reads afresh: the outbox backlog, the pools, dead-letter depths,
@@ -301,6 +316,7 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
                 lambda: runtime.block_watch.blocked_for,
                 settings.amqp_display,
             ),
+            **{name: breaker_check(b) for name, b in runtime.breakers.items()},
         }
 
     @app.get("/metrics", include_in_schema=False)

@@ -87,6 +87,15 @@ class ServiceSettings(BaseSettings):
     # blocked broker (memory or disk alarm) is not waited on at all.
     outbox_publish_wait: float = Field(1.0, gt=0, le=60, validation_alias="OUTBOX_PUBLISH_WAIT")
 
+    # A provider's circuit breaker (the card processor's): it opens after this many
+    # outages in a row, and lets a probe through this many seconds after opening.
+    circuit_breaker_threshold: int = Field(
+        5, ge=1, le=1000, validation_alias="CIRCUIT_BREAKER_THRESHOLD"
+    )
+    circuit_breaker_reset: float = Field(
+        10.0, gt=0, le=3600, validation_alias="CIRCUIT_BREAKER_RESET_SECONDS"
+    )
+
     startup_timeout: float = Field(60.0, gt=0, validation_alias="STARTUP_TIMEOUT")
     # The largest request body a process reads; beyond it, 413 (a 100-line order is
     # about 15 KB).
