@@ -15,7 +15,7 @@ import httpx
 from payment_service.settings import Settings
 from shared_domain.breaker import Breaker
 from shared_domain.failure_rates import FailureRate, FailureRates
-from shared_domain.retry import call_retrying
+from shared_domain.outbound import OutboundApi, json_object
 
 
 class ProviderUnavailable(Exception):
@@ -97,77 +97,51 @@ class HttpProvider:
         backoff: float = 0.2,
         breaker: Breaker | None = None,
     ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=timeout,
-            headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
+        self._api = OutboundApi(
+            base_url,
+            api_key,
+            timeout,
+            down=ProviderUnavailable,
+            attempts=attempts,
+            backoff=backoff,
+            breaker=breaker,
         )
-        self._attempts = attempts
-        self._backoff = backoff
-        self._breaker = breaker
-
-    async def _post(self, path: str, key: str, body: dict[str, str]) -> httpx.Response:
-        async def once() -> httpx.Response:
-            if self._breaker is not None:
-                self._breaker.check()
-            try:
-                response = await self._client.post(
-                    path, json=body, headers={"Idempotency-Key": key}
-                )
-            except httpx.HTTPError as exc:
-                raise ProviderUnavailable(f"{path}: {type(exc).__name__}: {exc}") from exc
-            if response.status_code >= 500:
-                raise ProviderUnavailable(f"{path}: HTTP {response.status_code}")
-            return response
-
-        async def retrying() -> httpx.Response:
-            async for attempt in call_retrying(self._attempts, self._backoff, ProviderUnavailable):
-                with attempt:
-                    return await once()
-            raise AssertionError("unreachable")
-
-        if self._breaker is None:
-            return await retrying()
-        async with self._breaker.call():  # CircuitOpen while open: the command waits
-            return await retrying()
 
     async def charge(
         self, *, idempotency_key: str, amount: Decimal, customer_id: UUID
     ) -> ChargeResult:
-        response = await self._post(
+        response = await self._api.post(
             "/v1/charges",
             idempotency_key,
             {"amount": f"{amount:.2f}", "currency": "USD", "customer": str(customer_id)},
         )
         if response.status_code == 402:
-            error = _json(response).get("error") or {}
+            error = _error(response)
             return ChargeResult(False, decline_reason=str(error.get("code") or "declined"))
         if response.status_code not in (200, 201):
             raise ProviderUnavailable(f"/v1/charges: unexpected HTTP {response.status_code}")
-        body = _json(response)
+        body = json_object(response)
         if body.get("status") != "succeeded" or not body.get("id"):
             return ChargeResult(False, decline_reason=str(body.get("status") or "declined"))
         return ChargeResult(True, reference=str(body["id"]))
 
     async def refund(self, *, idempotency_key: str, reference: str, amount: Decimal) -> str:
-        response = await self._post(
+        response = await self._api.post(
             "/v1/refunds", idempotency_key, {"charge": reference, "amount": f"{amount:.2f}"}
         )
         if response.status_code not in (200, 201):
-            error = _json(response).get("error") or {}
-            raise RefundRejected(str(error.get("code") or f"HTTP {response.status_code}"))
-        return str(_json(response).get("id", ""))
+            raise RefundRejected(
+                str(_error(response).get("code") or f"HTTP {response.status_code}")
+            )
+        return str(json_object(response).get("id", ""))
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._api.close()
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+def _error(response: httpx.Response) -> dict[str, Any]:
+    error = json_object(response).get("error")
+    return error if isinstance(error, dict) else {}
 
 
 def build_provider(

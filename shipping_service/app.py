@@ -15,5 +15,9 @@ SERVICE = ServiceDefinition(
     queue=SHIPPING_COMMANDS,
     build_handlers=build_handlers,
     router=router,
-    failure_rates=lambda s: {"shipping": ("SHIPPING_FAILURE_RATE", s.shipping_failure_rate)},
+    failure_rates=lambda s: (
+        {"shipping": ("SHIPPING_FAILURE_RATE", s.shipping_failure_rate)}
+        if s.shipping_carrier == "simulated"  # a real carrier fails on its own
+        else {}
+    ),
 )

@@ -12,7 +12,7 @@ from shared_domain.messaging.consumer import Handler
 from shared_domain.runtime import Runtime
 from shared_domain.worker import handle_command
 from shipping_service import repository
-from shipping_service.carrier import CarrierUnavailable, SimulatedCarrier
+from shipping_service.carrier import CarrierDown, CarrierUnavailable, build_carrier
 from shipping_service.domain import Shipment, ShipmentStatus
 from shipping_service.messages import command_reply, compensation_reply
 from shipping_service.settings import Settings
@@ -21,15 +21,16 @@ log = logging.getLogger(__name__)
 
 
 def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
-    rates = rt.failure_rates
-    carrier = SimulatedCarrier(
-        rates["shipping"] if rates is not None else rt.settings.shipping_failure_rate
+    breaker = (  # around a real carrier: the simulated one has no outages of its own
+        rt.breaker("carrier", (CarrierDown,)) if rt.settings.shipping_carrier == "http" else None
     )
+    carrier = build_carrier(rt.settings, rt.failure_rates, breaker)
+    rt.on_stop(carrier.close)
 
     async def book(envelope: Envelope, command: CreateShipment) -> Shipment:
         address = command.shipping_address.model_dump()
         try:
-            booking = await carrier.book(envelope.order_id)
+            booking = await carrier.book(envelope.order_id, address)
         except CarrierUnavailable as exc:
             reason = f"carrier_unavailable: {exc}"
             return Shipment.refused(envelope.order_id, reason, address, utcnow())
