@@ -3,6 +3,7 @@
 from order_service import tables
 from order_service.api import router
 from order_service.handlers import build_handlers, preload
+from order_service.key_retention import sweep_keys
 from order_service.settings import Settings
 from shared_domain.messaging.topology import ORDER_EVENTS
 from shared_domain.runtime import ServiceDefinition
@@ -17,4 +18,5 @@ SERVICE = ServiceDefinition(
     router=router,
     batches=True,  # database-only handlers
     preload=preload,
+    background=(sweep_keys,),
 )

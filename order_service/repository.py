@@ -44,7 +44,7 @@ _ADD = (
     "WITH added AS (INSERT INTO orders (id, customer_id, status, total_amount, items, "
     "shipping_address, saga_id, failure_reason, idempotency_key, request_fingerprint, "
     "created_at, updated_at) VALUES ($1, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
-    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), "
+    "ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING id), "
     "changes AS (" + _CHANGES.format(order_id="added.id", source="added, ") + ") "
     "SELECT count(*) FROM added"
 )
@@ -52,7 +52,13 @@ _SAVE = (
     "WITH saved AS (UPDATE orders SET status = $5, failure_reason = $6, updated_at = $7 "
     "WHERE id = $1) " + _CHANGES.format(order_id="$1::uuid", source="")
 )
-_BY_KEY = "SELECT * FROM orders WHERE idempotency_key = $1"
+_BY_KEY = "SELECT * FROM orders WHERE customer_id = $1 AND idempotency_key = $2"
+# A key is kept for IDEMPOTENCY_KEY_RETENTION; then it is let go, in batches.
+_FORGET_KEYS = (
+    "UPDATE orders SET idempotency_key = NULL, request_fingerprint = NULL WHERE id IN ("
+    "SELECT id FROM orders WHERE idempotency_key IS NOT NULL AND created_at < $1 "
+    "LIMIT $2 FOR UPDATE SKIP LOCKED)"
+)
 
 
 def _changes(order: Order) -> tuple[list[str], list[str | None], list[datetime]]:
@@ -113,6 +119,13 @@ async def locked(uow: UnitOfWork, order_id: UUID) -> Order | None:
     return await _ORDERS.get(uow, order_id)
 
 
-async def by_idempotency_key(conn: Connection, key: str) -> Order | None:
-    row = await conn.fetchrow(_BY_KEY, key)
+async def by_idempotency_key(conn: Connection, customer_id: UUID, key: str) -> Order | None:
+    row = await conn.fetchrow(_BY_KEY, customer_id, key)
     return _order(row) if row else None
+
+
+async def forget_keys(conn: Connection, placed_before: datetime, limit: int) -> int:
+    """Let go of the Idempotency-Keys of orders placed before `placed_before`, at most
+    `limit` of them; returns how many."""
+    status = await conn.execute(_FORGET_KEYS, placed_before, limit)
+    return int(status.split()[-1])

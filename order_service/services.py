@@ -41,7 +41,9 @@ async def place_order(
         )
         if not await repository.add(uow.conn, order):
             assert idempotency_key is not None  # only a key can be taken
-            existing = await repository.by_idempotency_key(uow.conn, idempotency_key)
+            existing = await repository.by_idempotency_key(
+                uow.conn, body.customer_id, idempotency_key
+            )
             if existing is None:  # the key's holder committed it (or we would have inserted)
                 raise RuntimeError(f"order with Idempotency-Key {idempotency_key!r} vanished")
             if existing.request_fingerprint != digest:

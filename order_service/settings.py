@@ -15,6 +15,14 @@ class Settings(ServiceSettings):
     order_rate_limit_by: Literal["customer", "client"] = Field(
         "customer", validation_alias="ORDER_RATE_LIMIT_BY"
     )
+    # An Idempotency-Key is the customer's own, kept this many seconds after its order
+    # (then the same key places a new order); the sweep looks every interval.
+    idempotency_key_retention: float = Field(
+        86_400.0, ge=1, le=366 * 86_400, validation_alias="IDEMPOTENCY_KEY_RETENTION_SECONDS"
+    )
+    idempotency_key_sweep_interval: float = Field(
+        60.0, gt=0, le=86_400, validation_alias="IDEMPOTENCY_KEY_SWEEP_INTERVAL"
+    )
 
     @field_validator("order_rate_limit")
     @classmethod

@@ -9,6 +9,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -28,11 +29,18 @@ orders = Table(
     Column("shipping_address", JSONB, nullable=False),
     Column("saga_id", UUID(as_uuid=True), nullable=False, unique=True),
     Column("failure_reason", Text, nullable=True),
-    Column("idempotency_key", String(255), nullable=True, unique=True),
+    Column("idempotency_key", String(255), nullable=True),
     Column("request_fingerprint", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_orders_customer_created", "customer_id", "created_at"),
+    # a key is the customer's own; kept for IDEMPOTENCY_KEY_RETENTION (migration 0002)
+    Index("ux_orders_customer_idempotency_key", "customer_id", "idempotency_key", unique=True),
+    Index(
+        "ix_orders_idempotency_created",
+        "created_at",
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
 )
 
 order_status_history = Table(
