@@ -204,9 +204,13 @@ async def test_the_breaker_opens_on_an_outage_holds_calls_back_and_closes_on_a_p
     answered: dict[str, dict[str, Any]] = {}
     while len(answered) < COMMANDS:
         reply = json.loads((await replies.next(timeout=30)).body)
-        answered[reply["order_id"]] = reply
+        answered.setdefault(reply["order_id"], reply)
     assert set(answered) == {str(o) for o in orders}, "every command is answered"
-    assert await replies.nothing_within(1.0), "and answered once"
+    # ... once: a reply may be published twice (the outbox delivers at least once, and
+    # the orchestrator's inbox drops the copy), but it is the same message
+    while not await replies.nothing_within(1.0):
+        again = json.loads((await replies.next()).body)
+        assert again["message_id"] == answered[again["order_id"]]["message_id"], again
 
     breaker = service.rt.breakers[provider.breaker]
     assert breaker.state == "closed", "the probe closed it once the provider was back"
