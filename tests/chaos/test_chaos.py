@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any
 
 import aio_pika
+import httpx
 import pytest
 
 from scripts.stack import SERVICES
@@ -48,7 +49,12 @@ def assert_clean(result: Result) -> None:
 
 
 async def readiness(chaos: Chaos, service: str) -> int:
-    response = await chaos.client.get(chaos.url(service, "/health/ready"))
+    try:
+        response = await chaos.client.get(chaos.url(service, "/health/ready"))
+    except httpx.RemoteProtocolError:
+        # a kept-alive connection the server closed (its keep-alive timeout) just as the
+        # client reused it: asked again on a new one
+        response = await chaos.client.get(chaos.url(service, "/health/ready"))
     return response.status_code
 
 
