@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inventory_service import services, views
 from inventory_service.domain import StockConflict
-from shared_domain.admin import AdminDep
+from shared_domain.auth import AdminDep, CallerDep
 from shared_domain.contracts import WholeNumber
 from shared_domain.http import ApiError, JsonResponse, NotFound, envelope
 from shared_domain.openapi import errors
@@ -18,13 +18,15 @@ MAX_CHANGE = 100_000_000  # units in one change
 
 
 @router.get("/products")
-async def list_products(request: Request, rt: RuntimeDep) -> JsonResponse:
+async def list_products(request: Request, rt: RuntimeDep, _: CallerDep) -> JsonResponse:
     items = await views.list_products(rt.engine)
     return envelope(request, data=items, message=f"{len(items)} product(s)")
 
 
 @router.get("/products/{product_id}")
-async def get_product(product_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
+async def get_product(
+    product_id: UUID, request: Request, rt: RuntimeDep, _: CallerDep
+) -> JsonResponse:
     product = await views.product(rt.engine, product_id)
     if product is None:
         raise NotFound("product", product_id)
@@ -32,9 +34,11 @@ async def get_product(product_id: UUID, request: Request, rt: RuntimeDep) -> Jso
 
 
 @router.get("/orders/{order_id}/reservation")
-async def get_reservation(order_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
+async def get_reservation(
+    order_id: UUID, request: Request, rt: RuntimeDep, caller: CallerDep
+) -> JsonResponse:
     reservation = await views.reservation_for_order(rt.engine, order_id)
-    if reservation is None:
+    if reservation is None or not caller.owns(reservation["customer_id"]):
         raise NotFound("reservation for order", order_id)
     return envelope(request, data=reservation, message="reservation found")
 

@@ -45,6 +45,8 @@ class Reservation:
     updated_at: datetime
     failure_reason: str | None = None
     failure_detail: dict[str, object] = field(default_factory=dict)
+    customer_id: UUID | None = None  # whose it is (None: a tombstone, or an older command)
+    saga_id: UUID | None = None  # the saga whose command made it
 
 
 MAX_STOCK = 1_000_000_000  # per product; far inside the column's integer range

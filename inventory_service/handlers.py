@@ -20,6 +20,7 @@ from shared_domain.contracts import (
 from shared_domain.db import UnitOfWork
 from shared_domain.messaging.consumer import Handler
 from shared_domain.runtime import Runtime
+from shared_domain.worker import refuse_other_saga
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
     async def reserve(envelope: Envelope, command: ReserveInventory) -> None:
         async with rt.uow(envelope) as uow:
             reservation = await repository.reservation_for_update(uow.conn, envelope.order_id)
+            refuse_other_saga(envelope, reservation, "reservation")
             if reservation is not None:
                 uow.log_on_commit(
                     log,
@@ -55,6 +57,8 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 )
                 products = await repository.products_for_update(uow.conn, list(wanted))
                 reservation = domain.reserve(envelope.order_id, wanted, products, utcnow())
+                reservation.customer_id = command.customer_id
+                reservation.saga_id = envelope.saga_id
                 changed = (
                     [products[p] for p in wanted]
                     if reservation.status is ReservationStatus.RESERVED
@@ -75,9 +79,11 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
     async def release(envelope: Envelope, command: ReleaseInventory) -> None:
         async with rt.uow(envelope) as uow:
             reservation = await repository.reservation_for_update(uow.conn, envelope.order_id)
+            refuse_other_saga(envelope, reservation, "reservation")
             now = utcnow()
             if reservation is None:
                 reservation = domain.cancelled_before_reserve(envelope.order_id, now)
+                reservation.saga_id = envelope.saga_id
                 await repository.add_reservation(uow.conn, reservation)
                 uow.log_on_commit(
                     log,

@@ -35,7 +35,8 @@ _WITH_STOCK = (
 )
 _ADD_RESERVATION = _WITH_STOCK.format(n=9, n1=10, n2=11) + (
     "INSERT INTO reservations (id, order_id, status, items, failure_reason, failure_detail, "
-    "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    "created_at, updated_at, customer_id, saga_id) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $13)"
 )
 _SAVE_RESERVATION = _WITH_STOCK.format(n=4, n1=5, n2=6) + (
     "UPDATE reservations SET status = $2, updated_at = $3 WHERE id = $1"
@@ -52,6 +53,8 @@ def _reservation(row: Mapping[Any, Any]) -> Reservation:
         updated_at=row["updated_at"],
         failure_reason=row["failure_reason"],
         failure_detail=row["failure_detail"] or {},
+        customer_id=row["customer_id"],
+        saga_id=row["saga_id"],
     )
 
 
@@ -100,6 +103,8 @@ async def add_reservation(
         r.created_at,
         r.updated_at,
         *_stock(changed),
+        r.customer_id,
+        r.saga_id,
     )
 
 

@@ -10,7 +10,7 @@ from inventory_service import domain, repository
 from inventory_service.domain import Product, StockConflict
 from inventory_service.settings import Settings
 from shared_domain import admin
-from shared_domain.admin import Actor
+from shared_domain.auth import Actor
 from shared_domain.runtime import Runtime
 
 

@@ -30,6 +30,8 @@ reservations = Table(
     Column("failure_detail", JSONB, nullable=False, server_default="{}"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("customer_id", UUID(as_uuid=True), nullable=True),
+    Column("saga_id", UUID(as_uuid=True), nullable=True),
 )
 
 outbox = define_outbox_table(metadata)

@@ -34,6 +34,7 @@ class Notification:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    saga_id: UUID | None = None  # the saga whose command made it
 
     @classmethod
     def record(

@@ -13,8 +13,8 @@ from shared_domain.db import Connection
 _FIND = "SELECT * FROM notifications WHERE order_id = $1 AND kind = $2"
 _ADD = (
     "INSERT INTO notifications (id, order_id, customer_id, kind, channel, subject, status, "
-    "attempts, error, created_at, updated_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+    "attempts, error, created_at, updated_at, saga_id) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
     "ON CONFLICT ON CONSTRAINT uq_notifications_order_kind DO NOTHING RETURNING true"
 )
 
@@ -48,6 +48,7 @@ async def record(conn: Connection, notification: Notification) -> Notification:
         n.error,
         n.created_at,
         n.updated_at,
+        n.saga_id,
     )
     if added:
         return notification

@@ -22,6 +22,7 @@ notifications = Table(
     Column("error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("saga_id", UUID(as_uuid=True), nullable=True),
     UniqueConstraint("order_id", "kind", name="uq_notifications_order_kind"),
 )
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 from uuid import UUID
 
@@ -8,11 +9,13 @@ from fastapi import APIRouter, Header, Query, Request
 from order_service import services, views
 from order_service.schemas import PlaceOrder
 from order_service.settings import Settings
+from shared_domain.auth import CallerDep
 from shared_domain.http import MAX_PAGE, ApiError, JsonResponse, NotFound, envelope, request_id
 from shared_domain.openapi import errors
 from shared_domain.rate_limits import RateLimit
 from shared_domain.runtime import Runtime, RuntimeDep
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["orders"])
 
 
@@ -31,8 +34,22 @@ async def place_order(
     body: PlaceOrder,
     request: Request,
     rt: RuntimeDep,
+    caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JsonResponse:
+    if not caller.acts_for(body.customer_id):
+        log.warning(
+            "order for customer %s refused: %s has the %s role",
+            body.customer_id,
+            caller.subject,
+            caller.role,
+        )
+        raise ApiError(
+            403,
+            "forbidden",
+            f"a {caller.role} may not place an order for customer {body.customer_id}"
+            + (": a customer orders for themselves only" if caller.role == "customer" else ""),
+        )
     limit = _rate_limit(rt)
     if limit is not None:
         if rt.settings.order_rate_limit_by == "customer":
@@ -58,9 +75,12 @@ async def place_order(
 
 
 @router.get("/orders/{order_id}")
-async def get_order(order_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
+async def get_order(
+    order_id: UUID, request: Request, rt: RuntimeDep, caller: CallerDep
+) -> JsonResponse:
     order = await views.order_with_history(rt.engine, order_id)
-    if order is None:
+    # Another customer's order is not found: not even whether it exists is told.
+    if order is None or not caller.owns(order["customer_id"]):
         raise NotFound("order", order_id)
     return envelope(request, data=order, message="order found")
 
@@ -70,9 +90,12 @@ async def customer_orders(
     customer_id: UUID,
     request: Request,
     rt: RuntimeDep,
+    caller: CallerDep,
     page: int = Query(1, ge=1, le=MAX_PAGE),
     page_size: int = Query(20, ge=1, le=100),
 ) -> JsonResponse:
+    if not caller.owns(customer_id):
+        raise NotFound("customer", customer_id)
     items, total = await views.customer_orders(
         rt.engine, customer_id, page_size, (page - 1) * page_size
     )

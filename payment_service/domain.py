@@ -30,6 +30,7 @@ class Payment:
     provider_reference: str | None
     created_at: datetime
     updated_at: datetime
+    saga_id: UUID | None = None  # the saga whose command made it
 
     @classmethod
     def charged(

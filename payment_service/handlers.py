@@ -18,7 +18,7 @@ from shared_domain.contracts import Envelope, MessageType, ProcessPayment, Refun
 from shared_domain.messaging.consumer import Handler
 from shared_domain.pg import connection
 from shared_domain.runtime import Runtime
-from shared_domain.worker import handle_command
+from shared_domain.worker import handle_command, refuse_other_saga
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ def build_handlers(
 
     async def refund(envelope: Envelope, command: RefundPayment) -> None:
         recorded = await find(envelope)
+        refuse_other_saga(envelope, recorded, "payment")
         if recorded is not None and recorded.needs_refund:
             try:
                 await provider.refund(
@@ -97,6 +98,7 @@ def build_handlers(
                 tombstone = Payment.declined(
                     envelope.order_id, None, Decimal("0.00"), NOT_CHARGED, utcnow()
                 )
+                tombstone.saga_id = envelope.saga_id
                 payment = await repository.record(uow.conn, tombstone)
                 if payment.needs_refund:  # a charge was recorded since we looked
                     raise RecordedConcurrently(f"payment for order {envelope.order_id}")

@@ -11,7 +11,8 @@ from shared_domain.db import Connection
 
 _RECORD = (
     "INSERT INTO payments (id, order_id, customer_id, amount, status, failure_reason, "
-    "provider_reference, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+    "provider_reference, created_at, updated_at, saga_id) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
     "ON CONFLICT (order_id) DO NOTHING RETURNING true"
 )
 _FIND = "SELECT * FROM payments WHERE order_id = $1"
@@ -52,6 +53,7 @@ async def record(conn: Connection, payment: Payment) -> Payment:
         p.provider_reference,
         p.created_at,
         p.updated_at,
+        p.saga_id,
     )
     if added:
         return payment

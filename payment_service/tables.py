@@ -20,6 +20,7 @@ payments = Table(
     Column("provider_reference", String(100), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("saga_id", UUID(as_uuid=True), nullable=True),
 )
 
 outbox = define_outbox_table(metadata)

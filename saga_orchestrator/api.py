@@ -15,13 +15,14 @@ from saga_orchestrator.console import router as console_router
 from saga_orchestrator.dlq_api import router as dlq_router
 from saga_orchestrator.domain import SagaConflict, SagaStatus, Step
 from saga_orchestrator.gateway import router as gateway_router
-from shared_domain.admin import AdminDep
+from shared_domain.auth import OPERATOR, AdminDep
 from shared_domain.contracts import STORABLE, Storable
 from shared_domain.http import MAX_PAGE, ApiError, JsonResponse, NotFound, envelope
 from shared_domain.openapi import errors
 from shared_domain.runtime import RuntimeDep
 
-router = APIRouter(tags=["sagas"])
+# Reading sagas is the operator's; what changes them, the admin's (AdminDep).
+sagas = APIRouter(tags=["sagas"], dependencies=[OPERATOR])
 
 
 class CompensateRequest(BaseModel):
@@ -32,7 +33,7 @@ class CompensateRequest(BaseModel):
     )
 
 
-@router.get("/sagas")
+@sagas.get("/sagas")
 async def list_sagas(
     request: Request,
     rt: RuntimeDep,
@@ -96,15 +97,13 @@ def _sse(body: AsyncIterator[bytes]) -> StreamingResponse:
     )
 
 
-@router.get("/sagas/stream", response_class=StreamingResponse, responses=_STREAM_RESPONSES)
+@sagas.get("/sagas/stream", response_class=StreamingResponse, responses=_STREAM_RESPONSES)
 async def stream_sagas(rt: RuntimeDep, last_event_id: LastEventId = None) -> StreamingResponse:
     """Every saga's transitions from now on (or after `Last-Event-ID`), live."""
     return _sse(stream.events(rt, _position(last_event_id)))
 
 
-@router.get(
-    "/sagas/{saga_id}/stream", response_class=StreamingResponse, responses=_STREAM_RESPONSES
-)
+@sagas.get("/sagas/{saga_id}/stream", response_class=StreamingResponse, responses=_STREAM_RESPONSES)
 async def stream_saga(
     saga_id: UUID, rt: RuntimeDep, last_event_id: LastEventId = None
 ) -> StreamingResponse:
@@ -116,7 +115,7 @@ async def stream_saga(
     return _sse(stream.events(rt, after, saga_id))
 
 
-@router.get("/sagas/{saga_id}")
+@sagas.get("/sagas/{saga_id}")
 async def get_saga(saga_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
     saga = await views.get_saga(rt.engine, saga_id)
     if saga is None:
@@ -124,18 +123,18 @@ async def get_saga(saga_id: UUID, request: Request, rt: RuntimeDep) -> JsonRespo
     return envelope(request, data=saga, message="saga found")
 
 
-@router.get("/sagas/{saga_id}/holdings")
+@sagas.get("/sagas/{saga_id}/holdings")
 async def saga_holdings(saga_id: UUID, request: Request, rt: RuntimeDep) -> JsonResponse:
     """What each service holds for the saga's order, from the services' own APIs."""
     saga = await views.get_saga(rt.engine, saga_id)
     if saga is None:
         raise NotFound("saga", saga_id)
-    found = await gateway.holdings(rt, saga["order_id"])
+    found = await gateway.holdings(rt, saga["order_id"], request)
     missing = ", ".join(found["errors"]) or "none"
     return envelope(request, data=found, message=f"what the services hold; unanswered: {missing}")
 
 
-@router.post("/sagas/{saga_id}/retry", status_code=202, responses=errors(409))
+@sagas.post("/sagas/{saga_id}/retry", status_code=202, responses=errors(409))
 async def retry_saga(
     saga_id: UUID, request: Request, rt: RuntimeDep, actor: AdminDep
 ) -> JsonResponse:
@@ -154,7 +153,7 @@ async def retry_saga(
     )
 
 
-@router.post("/sagas/{saga_id}/compensate", status_code=202, responses=errors(409))
+@sagas.post("/sagas/{saga_id}/compensate", status_code=202, responses=errors(409))
 async def compensate_saga(
     saga_id: UUID,
     request: Request,
@@ -177,6 +176,6 @@ async def compensate_saga(
     )
 
 
-router.include_router(dlq_router)
-router.include_router(console_router)
-router.include_router(gateway_router)
+router = APIRouter()
+for part in (sagas, dlq_router, console_router, gateway_router):
+    router.include_router(part)

@@ -9,6 +9,7 @@ orchestrator's admin API, so it works against a local stack or a remote one alik
     sagactl watch
     sagactl stock add 550e8400-e29b-41d4-a716-446655440003 100
     sagactl rates set shipping 1
+    sagactl token --role operator --subject alice
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import getpass
 import json
 import time
+from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import httpx
@@ -24,6 +27,8 @@ from rich.console import Console
 from rich.table import Table
 
 from saga_orchestrator.sse import EventParser
+from shared_domain.auth import Role, mint
+from shared_domain.settings import ServiceSettings
 
 app = typer.Typer(
     help="Operate the order saga: sagas, the live stream, dead letters, stock, failure rates, "
@@ -44,11 +49,23 @@ err = Console(stderr=True)
 
 
 class Client:
-    def __init__(self, url: str, key: str | None, actor: str, as_json: bool) -> None:
+    def __init__(
+        self, url: str, key: str | None, token: str | None, actor: str, as_json: bool
+    ) -> None:
         self.url = url.rstrip("/")
         self.key = key
+        self.token = token
         self.actor = actor
         self.as_json = as_json
+
+    @property
+    def headers(self) -> dict[str, str]:
+        headers = {"X-Admin-Actor": self.actor}
+        if self.key:
+            headers["X-Admin-Key"] = self.key
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
 
     def fail(self, response: httpx.Response) -> NoReturn:
         try:
@@ -65,12 +82,9 @@ class Client:
     def call(self, method: str, path: str, *, quiet: bool = False, **kwargs: Any) -> Any:
         """The `data` of the answer; its `message` goes to stderr unless `quiet` (a
         command that makes several calls says what it found itself)."""
-        headers = {"X-Admin-Actor": self.actor}
-        if self.key:
-            headers["X-Admin-Key"] = self.key
         try:
             response = httpx.request(
-                method, f"{self.url}/api/v1{path}", headers=headers, timeout=30, **kwargs
+                method, f"{self.url}/api/v1{path}", headers=self.headers, timeout=30, **kwargs
             )
         except httpx.HTTPError as exc:
             err.print(f"[red]cannot reach the orchestrator at {self.url}: {exc}[/red]")
@@ -97,14 +111,24 @@ def main(
     ] = "http://127.0.0.1:8000",
     key: Annotated[
         str | None,
-        typer.Option(envvar="ADMIN_API_KEY", help="admin key (needed to change anything)"),
+        typer.Option(
+            envvar="ADMIN_API_KEY", help="admin key (AUTH_MODE=none: needed to change anything)"
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SAGA_TOKEN",
+            help="bearer credential (AUTH_MODE=jwt: a token; apikey: OPERATOR_API_KEY or "
+            "ADMIN_API_KEY)",
+        ),
     ] = None,
     actor: Annotated[
         str | None, typer.Option(envvar="SAGA_ADMIN_ACTOR", help="your name, for the audit log")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the raw JSON data")] = False,
 ) -> None:
-    ctx.obj = Client(url, key, actor or getpass.getuser(), as_json)
+    ctx.obj = Client(url, key, token, actor or getpass.getuser(), as_json)
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
@@ -207,7 +231,9 @@ def _watch(client: Client, path: str) -> None:
     """Follow the stream; a dropped one is resumed after the last event seen."""
     parser = EventParser()
     while True:
-        headers = {"Last-Event-ID": parser.last_id} if parser.last_id else {}
+        headers = client.headers
+        if parser.last_id:
+            headers["Last-Event-ID"] = parser.last_id
         try:
             with httpx.stream(
                 "GET", f"{client.url}/api/v1{path}", headers=headers, timeout=None
@@ -468,6 +494,42 @@ def audit(ctx: typer.Context, limit: Annotated[int, typer.Option(min=1, max=1000
                 for a in data
             ],
         )
+
+
+# ---------------------------------------------------------------- tokens
+
+
+@app.command("token")
+def token(
+    role: Annotated[Role, typer.Option(help="what the token may do")],
+    subject: Annotated[str, typer.Option(help="who it is: for a customer, the customer id")],
+    ttl: Annotated[int, typer.Option(min=1, max=30 * 86400, help="seconds it is valid")] = 3600,
+    private_key: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="RS256: the PEM private key to sign with"),
+    ] = None,
+    kid: Annotated[str | None, typer.Option(help="RS256 with JWKS: the key id")] = None,
+) -> None:
+    """Mint a development token for the configured JWT_SECRET (or, with JWT_ALGORITHM=RS256,
+    the private key given), issuer and audience; it is printed alone on stdout."""
+    try:
+        settings = ServiceSettings()
+        value = mint(
+            settings,
+            role,
+            subject,
+            timedelta(seconds=ttl),
+            private_key.read_bytes() if private_key else None,
+            kid,
+        )
+    except ValueError as exc:
+        err.print(f"[red]cannot mint a token: {exc}[/red]")
+        raise typer.Exit(1) from None
+    err.print(
+        f"[dim]{role.value} token for {subject}, {settings.jwt_algorithm}, issuer "
+        f"{settings.jwt_issuer}, audience {settings.jwt_audience}, valid {ttl} s[/dim]"
+    )
+    print(value)
 
 
 if __name__ == "__main__":

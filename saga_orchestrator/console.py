@@ -10,12 +10,13 @@ from fastapi.staticfiles import StaticFiles
 
 from saga_orchestrator import views
 from saga_orchestrator.domain import SagaStatus, Step
+from shared_domain.auth import OPERATOR
 from shared_domain.http import JsonResponse, envelope
 from shared_domain.runtime import RuntimeDep
 
 PAGES = Path(__file__).parent / "console"
 
-router = APIRouter(prefix="/console", tags=["console"])
+router = APIRouter(prefix="/console", tags=["console"], dependencies=[OPERATOR])
 
 
 @router.get("/overview")

@@ -1,5 +1,5 @@
-"""Dead-letter queues over HTTP: list, inspect, replay, discard (the last two need the
-admin key and are audited)."""
+"""Dead-letter queues over HTTP: list, inspect, replay, discard (reading needs the operator
+role, and the last two the admin's, and are audited)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Query, Request
 
-from shared_domain.admin import Actor, AdminDep, audit
+from shared_domain.admin import audit
+from shared_domain.auth import OPERATOR, Actor, AdminDep
 from shared_domain.http import ApiError, JsonResponse, NotFound, envelope
 from shared_domain.messaging.dead_letters import DeadLetter, DeadLetters, UnknownQueue
 from shared_domain.runtime import RuntimeDep
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/dlq", tags=["dead letters"])
+router = APIRouter(prefix="/dlq", tags=["dead letters"], dependencies=[OPERATOR])
 
 
 @asynccontextmanager

@@ -602,9 +602,13 @@ class Saga:
         if step is Step.PAYMENT:
             return {"customer_id": o["customer_id"], "amount": o["total_amount"]}
         if step is Step.INVENTORY:
-            return {"items": o["items"]}
+            return {"items": o["items"], "customer_id": o["customer_id"]}
         if step is Step.SHIPPING:
-            return {"items": o["items"], "shipping_address": o["shipping_address"]}
+            return {
+                "items": o["items"],
+                "shipping_address": o["shipping_address"],
+                "customer_id": o["customer_id"],
+            }
         return self._notification_payload(NotificationKind.ORDER_CONFIRMATION, None)
 
     def _notification_payload(self, kind: NotificationKind, reason: str | None) -> dict[str, Any]:

@@ -14,15 +14,24 @@ from uuid import UUID
 import httpx
 from fastapi import APIRouter, Request, Response
 
+from shared_domain.auth import PUBLIC
 from shared_domain.http import ApiError, request_id
 from shared_domain.runtime import Runtime, RuntimeDep
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/services", tags=["console"])
+# Open itself: the service behind it checks the credentials passed on.
+router = APIRouter(prefix="/services", tags=["console"], dependencies=[PUBLIC])
 
 TIMEOUT = 10.0
 # What a request passes on, and what comes back (the body's own headers).
-_FORWARDED = ("content-type", "x-admin-key", "x-admin-actor", "idempotency-key", "accept")
+_FORWARDED = (
+    "content-type",
+    "authorization",
+    "x-admin-key",
+    "x-admin-actor",
+    "idempotency-key",
+    "accept",
+)
 _RETURNED = ("content-type", "retry-after", "x-request-id")
 _PATH = re.compile(r"[A-Za-z0-9_\-./]*")
 
@@ -79,16 +88,18 @@ HOLDINGS = {
 }
 
 
-async def holdings(rt: Runtime[Any], order_id: UUID) -> dict[str, Any]:
-    """Each service's record of the order from its own API: the record, None where it
-    has none, and under `errors` the services that could not say."""
+async def holdings(rt: Runtime[Any], order_id: UUID, request: Request) -> dict[str, Any]:
+    """Each service's record of the order from its own API, asked with the caller's
+    credentials: the record, None where it has none, and under `errors` the services
+    that could not say."""
     urls = rt.settings.service_urls()
     client = _client(rt)
+    headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
 
     async def one(name: str, service: str, path: str) -> tuple[str, Any, str | None]:
         url = f"{urls[service]}/api/v1{path.format(order_id=order_id)}"
         try:
-            answer = await client.get(url)
+            answer = await client.get(url, headers=headers)
         except httpx.HTTPError as exc:
             return name, None, f"{service} does not answer: {type(exc).__name__}: {exc}"
         if answer.status_code == 404:

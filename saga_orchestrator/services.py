@@ -13,7 +13,7 @@ from saga_orchestrator.domain import Outgoing, Saga, SagaConflict
 from saga_orchestrator.messages import describe, emit, span_attributes
 from saga_orchestrator.settings import Settings
 from shared_domain import admin, tracing
-from shared_domain.admin import Actor
+from shared_domain.auth import Actor
 from shared_domain.contracts import utcnow
 from shared_domain.runtime import Runtime
 

@@ -13,7 +13,8 @@ healthy, prints where each listens, then streams their logs prefixed with `[serv
 Ctrl-C (SIGINT) or SIGTERM stops everything and exits 0; a service that dies on its own
 stops the rest and exits 1, or with `--restart` is started again. Without ADMIN_API_KEY
 set, the run makes a key of its own for every service and prints it with the console's
-address.
+address. With AUTH_MODE=jwt and no JWT_SECRET, it makes a secret of its own too, and
+prints an admin token (and the console's address signed in with it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import secrets
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 
 import aio_pika
 from dotenv import dotenv_values
@@ -43,6 +45,7 @@ from scripts.stack import (
     describe_exit,
 )
 from shared_domain import pg
+from shared_domain.auth import Role, mint
 from shared_domain.settings import ServiceSettings
 
 CHECK_TIMEOUT = 3.0
@@ -237,8 +240,15 @@ def report_unreachable(
             )
 
 
+ADMIN_TOKEN_TTL = timedelta(hours=12)
+
+
 def print_table(
-    stack: Stack, services: Sequence[str], settings: ServiceSettings, made_key: str | None
+    stack: Stack,
+    services: Sequence[str],
+    settings: ServiceSettings,
+    made_key: str | None,
+    made_secret: str | None = None,
 ) -> None:
     rows = [("SERVICE", "URL", "HEALTH")]
     rows += [
@@ -258,19 +268,38 @@ def print_table(
         f"(vhost {settings.rabbitmq_vhost!r})"
     )
     lines.append(f"PostgreSQL: {settings.db_host}:{settings.db_port} as {settings.db_user!r}")
+    signed_in = made_key if settings.auth_mode == "none" else None
+    if made_secret is not None:  # the settings hold it: the run put it in the environment
+        signed_in = mint(settings, Role.ADMIN, "admin", ADMIN_TOKEN_TTL)
     if "saga_orchestrator" in services:
         console = f"{stack.url('saga_orchestrator')}/console/"
-        lines.append(f"Console: {console}?key={made_key}" if made_key else f"Console: {console}")
+        lines.append(f"Console: {console}?key={signed_in}" if signed_in else f"Console: {console}")
     if made_key is not None:
         lines.append(f"Admin key made for this run: export ADMIN_API_KEY={made_key}")
+    if made_secret is not None:
+        lines.append(f"JWT secret made for this run: export JWT_SECRET={made_secret}")
+        lines.append(f"Admin token (12 hours): export SAGA_TOKEN={signed_in}")
+        lines.append("More tokens: sagactl token --role customer --subject <customer id>")
     lines.append("All services healthy. Streaming logs; press Ctrl-C to stop.")
-    rule = "=" * max(len(line) for line in lines)
+    rule = "=" * min(max(len(line) for line in lines), 100)
     print("\n".join(["", rule, *lines, rule, ""]), flush=True)
 
 
 async def run(args: argparse.Namespace) -> int:
     # Settings as the services read them: the environment (with --env over it), then .env.
     os.environ.update(args.extra_env)
+    made_secret = None
+    dotenv = dotenv_values(REPO_ROOT / ".env")
+
+    def setting(name: str) -> str | None:
+        return os.environ.get(name) or dotenv.get(name)
+
+    if (
+        setting("AUTH_MODE") == "jwt"
+        and setting("JWT_ALGORITHM") != "RS256"
+        and not setting("JWT_SECRET")
+    ):
+        made_secret = os.environ["JWT_SECRET"] = secrets.token_urlsafe(32)
     try:
         settings = ServiceSettings(_env_file=REPO_ROOT / ".env")
     except ValidationError as exc:
@@ -289,10 +318,16 @@ async def run(args: argparse.Namespace) -> int:
 
     # The admin actions stay closed by default in the services; a local run opens them
     # with a key of its own, printed with the console's address.
-    made_key = None if settings.admin_api_key is not None else secrets.token_urlsafe(18)
+    made_key = (
+        None
+        if settings.admin_api_key is not None or settings.auth_mode == "jwt"
+        else secrets.token_urlsafe(18)
+    )
     env = dict(args.extra_env)
     if made_key is not None:
         env["ADMIN_API_KEY"] = made_key
+    if made_secret is not None:
+        env["JWT_SECRET"] = made_secret
 
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
@@ -334,7 +369,7 @@ async def run(args: argparse.Namespace) -> int:
             print(f"\nFailed to start: {exc}", file=sys.stderr, flush=True)
             return 1
 
-        print_table(stack, args.services, settings, made_key)
+        print_table(stack, args.services, settings, made_key, made_secret)
 
         deaths: list[float] = []
         while True:

@@ -1,24 +1,32 @@
-"""Admin actions, the same in every service: the key check their routes depend on, and
-the audit log every one of them writes (in the service's own database, in the
-transaction of what it changed)."""
+"""Admin actions, the same in every service: the audit log every one of them writes (in
+the service's own database, in the transaction of what it changed), and the status a
+client asks before it offers them."""
 
 from __future__ import annotations
 
-import hmac
 import logging
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, Text, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared_domain import failure_rates
+from shared_domain.auth import (
+    ADMIN_KEY_HEADER,
+    OPERATOR,
+    PUBLIC,
+    Actor,
+    AdminDep,
+    Role,
+    admin_actor,
+    auth_of,
+)
 from shared_domain.contracts import utcnow
 from shared_domain.failure_rates import FailureRate, FailureRates
-from shared_domain.http import ApiError, JsonResponse, envelope, request_id
+from shared_domain.http import ApiError, JsonResponse, envelope
 from shared_domain.views import fetch_all
 
 if TYPE_CHECKING:
@@ -26,21 +34,6 @@ if TYPE_CHECKING:
     from shared_domain.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-ADMIN_KEY_HEADER = "X-Admin-Key"
-ACTOR_HEADER = "X-Admin-Actor"  # optional: who is acting, for the audit log
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who asks, for the audit log."""
-
-    name: str
-    address: str
-    request_id: str | None
-
-    def __str__(self) -> str:
-        return f"{self.name} from {self.address}"
 
 
 def define_audit_table(metadata: MetaData) -> Table:
@@ -101,66 +94,40 @@ def _runtime(request: Request) -> Runtime[Any]:
     return runtime
 
 
-async def require_admin(
-    request: Request,
-    # Declared, so that the API's description names the header on every admin action.
-    _key: Annotated[
-        str | None, Header(alias=ADMIN_KEY_HEADER, description="the admin key (ADMIN_API_KEY)")
-    ] = None,
-    _actor: Annotated[
-        str | None, Header(alias=ACTOR_HEADER, description="who acts, for the audit log")
-    ] = None,
-) -> Actor:
-    rt = _runtime(request)
-    address = request.client.host if request.client else "unknown"
-    configured = rt.settings.admin_api_key
-    if configured is None:
-        where = rt.definition.title.lower().removeprefix("saga ")
-        raise ApiError(
-            403,
-            "admin_disabled",
-            f"admin operations are disabled: set ADMIN_API_KEY on the {where} to enable them",
-        )
-    given = request.headers.get(ADMIN_KEY_HEADER)
-    if not given:
-        raise ApiError(
-            403, "admin_key_required", f"this admin operation needs the {ADMIN_KEY_HEADER} header"
-        )
-    if not hmac.compare_digest(given.encode(), configured.get_secret_value().encode()):
-        log.warning(
-            "admin request %s %s from %s refused: wrong key",
-            request.method,
-            request.url.path,
-            address,
-        )
-        raise ApiError(403, "admin_key_invalid", f"the {ADMIN_KEY_HEADER} given is not valid")
-    name = (request.headers.get(ACTOR_HEADER) or "admin").strip()[:100] or "admin"
-    return Actor(name=name, address=address, request_id=request_id(request))
-
-
-AdminDep = Annotated[Actor, Depends(require_admin)]
-
 audit_router = APIRouter(tags=["admin"])
 
 
-@audit_router.get("/admin/status")
+@audit_router.get("/admin/status", dependencies=[PUBLIC])
 async def admin_status(request: Request) -> JsonResponse:
-    """Whether admin actions are on here, and whether the X-Admin-Key sent (if any) is
-    the right one: what a client needs to know before it offers them."""
+    """How this process checks who asks (`auth_mode`), who the credentials sent are
+    (`role`, `subject`; null without any), and whether they allow admin actions: what a
+    client needs to know before it offers them."""
     rt = _runtime(request)
+    auth = auth_of(request)
+    data: dict[str, Any] = {"auth_mode": auth.mode, "role": None, "subject": None}
     try:
-        await require_admin(request)
+        admin_actor(request, quiet=True)
     except ApiError as exc:
         on = exc.code != "admin_disabled"
-        given = request.headers.get(ADMIN_KEY_HEADER) is not None
-        data: dict[str, Any] = {"enabled": on, "key_valid": False if (on and given) else None}
-        return envelope(request, data={**data, "message": exc.message}, message=exc.message)
-    message = f"admin actions are enabled on {rt.name}, and the key is valid"
-    data = {"enabled": True, "key_valid": True, "message": message}
+        given = bool(request.headers.get(ADMIN_KEY_HEADER) or request.headers.get("authorization"))
+        valid = False if (on and given) else None
+        if auth.mode != "none" and exc.code == "forbidden":
+            principal = auth.identify(request, quiet=True)  # known: only the role is short
+            data |= {"role": principal.role, "subject": principal.subject}
+            valid = True
+        data |= {"enabled": on, "key_valid": valid, "admin": False, "message": exc.message}
+        return envelope(request, data=data, message=exc.message)
+    if auth.mode == "none":
+        data |= {"role": Role.ADMIN, "subject": "admin key"}
+    else:
+        principal = auth.identify(request)
+        data |= {"role": principal.role, "subject": principal.subject}
+    message = f"admin actions are enabled on {rt.name}, and the credentials allow them"
+    data |= {"enabled": True, "key_valid": True, "admin": True, "message": message}
     return envelope(request, data=data, message=message)
 
 
-@audit_router.get("/admin/audit")
+@audit_router.get("/admin/audit", dependencies=[OPERATOR])
 async def audit_log(request: Request, limit: int = Query(50, ge=1, le=1000)) -> JsonResponse:
     entries = await list_audit(_runtime(request).engine, limit)
     return envelope(request, data=entries, message=f"{len(entries)} audit entr(ies), newest first")
@@ -193,7 +160,7 @@ async def _knob(rt: Runtime[Any], name: str, actor: Actor) -> FailureRate:
     return rates[name]
 
 
-@failure_rates_router.get("")
+@failure_rates_router.get("", dependencies=[OPERATOR])
 async def list_failure_rates(request: Request) -> JsonResponse:
     rates = _rates(_runtime(request))
     return envelope(request, data=rates.view(), message=f"{len(rates.knobs)} failure rate(s)")

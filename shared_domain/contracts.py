@@ -185,6 +185,9 @@ class PaymentRefundFailed(Contract):
 
 class ReserveInventory(Contract):
     items: list[ItemLine] = Field(min_length=1)
+    # Whose the reservation is, so that a customer reads only their own (optional: a
+    # command from before it was sent has none).
+    customer_id: UUID | None = None
 
 
 class InventoryReserved(Contract):
@@ -216,6 +219,7 @@ class InventoryReleaseFailed(Contract):
 class CreateShipment(Contract):
     items: list[ItemLine] = Field(min_length=1)
     shipping_address: Address
+    customer_id: UUID | None = None  # as on ReserveInventory
 
 
 class ShipmentCreated(Contract):

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared_domain.auth import PUBLIC
 from shared_domain.breaker import Breaker
 from shared_domain.http import JsonResponse, envelope, error_response
 
@@ -90,7 +91,7 @@ def _degraded(detail: dict[str, Any]) -> str:
 
 
 def health_router(service: str, checks: Callable[[Request], dict[str, Check]]) -> APIRouter:
-    router = APIRouter(prefix="/health", tags=["health"])
+    router = APIRouter(prefix="/health", tags=["health"], dependencies=[PUBLIC])
 
     @router.get("")
     async def health(request: Request) -> JsonResponse:

@@ -109,3 +109,22 @@ def drop_failure_rates_table() -> None:
 
     op.drop_table("failure_rate_replicas")
     op.drop_table("failure_rates")
+
+
+def add_owner_columns(table: str, *columns: str) -> None:
+    """Who a worker's record belongs to: `customer_id` (so that a customer reads only
+    their own) and `saga_id` (so that a command from another saga is refused). Nullable:
+    a record made before them, or a tombstone, has none."""
+    import sqlalchemy as sa
+    from alembic import op
+    from sqlalchemy.dialects import postgresql
+
+    for column in columns:
+        op.add_column(table, sa.Column(column, postgresql.UUID(as_uuid=True), nullable=True))
+
+
+def drop_owner_columns(table: str, *columns: str) -> None:
+    from alembic import op
+
+    for column in columns:
+        op.drop_column(table, column)

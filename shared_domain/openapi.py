@@ -3,20 +3,28 @@ as the body: what a client (or schemathesis) may expect, beside the success.
 
 Read off each operation: 422 where it takes parameters or a body; 404 where its path
 names something; 403 where it takes the admin key (`X-Admin-Key`); 503 on every one (a
-dependency away); and what a route declares itself (`responses=errors(409)`)."""
+dependency away); and what a route declares itself (`responses=errors(409)`). With
+AUTH_MODE apikey or jwt, each route that checks credentials (by the access it declares,
+shared_domain.auth) says so: the bearer scheme, 401 and 403."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+if TYPE_CHECKING:
+    from shared_domain.auth import Access
+
 ENVELOPE = "ErrorEnvelope"
 _WHY = {
     400: "the body is not JSON",
-    403: "an admin action without the admin key, or with a wrong one",
+    401: "no credentials, or ones that are not valid (expired, wrong signature, audience "
+    "or issuer, unknown key)",
+    403: "an admin action without the admin key, or with a wrong one; or a role that may "
+    "not do this",
     404: "what the path names does not exist",
     409: "the state does not allow it",
     413: "the body is too large",
@@ -36,6 +44,13 @@ def _response(code: int) -> dict[str, Any]:
         "description": _WHY.get(code, "an error"),
         "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ENVELOPE}"}}},
     }
+    if code == 401:
+        response["headers"] = {
+            "WWW-Authenticate": {
+                "description": "the bearer challenge, and why the credentials were refused",
+                "schema": {"type": "string"},
+            }
+        }
     if code == 429:
         response["headers"] = {
             "Retry-After": {
@@ -83,7 +98,50 @@ def _codes(path: str, operation: dict[str, Any]) -> set[int]:
     return codes
 
 
-def document_errors(app: FastAPI) -> None:
+def _checked(app: FastAPI, mode: str) -> dict[tuple[str, str], Access]:
+    """The operations that check credentials in this mode, by path and method."""
+    from shared_domain.auth import Access, access_of, operations  # auth needs http, as we do
+
+    lowest = Access.CUSTOMER if mode == "jwt" else Access.OPERATOR
+    checked = {}
+    for route in operations(app.routes):
+        if not route.include_in_schema:
+            continue
+        access = access_of(route)
+        if access is not None and access >= lowest:
+            for method in route.methods or ():
+                checked[(route.path_format, method.lower())] = access
+    return checked
+
+
+def _admin_header(parameter: dict[str, Any]) -> bool:
+    return parameter.get("in") == "header" and str(parameter.get("name")).startswith("X-Admin-")
+
+
+def _secure(schema: dict[str, Any], checked: dict[tuple[str, str], Access], mode: str) -> None:
+    schema["components"]["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT" if mode == "jwt" else "OPERATOR_API_KEY or ADMIN_API_KEY",
+        }
+    }
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            if (path, method) not in checked:
+                continue
+            operation["security"] = [{"bearer": []}]
+            if mode == "jwt":  # the token says who acts: no key, no actor header
+                kept = [p for p in operation.get("parameters", []) if not _admin_header(p)]
+                if kept:
+                    operation["parameters"] = kept
+                else:
+                    operation.pop("parameters", None)
+            for code in (401, 403):
+                operation["responses"][str(code)] = _response(code)
+
+
+def document_errors(app: FastAPI, mode: str = "none") -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -96,6 +154,8 @@ def document_errors(app: FastAPI) -> None:
                 responses = operation.setdefault("responses", {})
                 for code in _codes(path, operation):
                     responses[str(code)] = _response(code)
+        if mode != "none":
+            _secure(schema, _checked(app, mode), mode)
         for name in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422, not ours
             schema["components"]["schemas"].pop(name, None)
         app.openapi_schema = schema

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 
 from shared_domain import failure_rates, metrics, migrations, pg, tracing
 from shared_domain.admin import audit_router, failure_rates_router
+from shared_domain.auth import OPERATOR, Auth, require_declared
 from shared_domain.backoff import Backoff
 from shared_domain.batching import Batcher, Preload, joined_unit_of_work
 from shared_domain.breaker import Breaker
@@ -300,12 +301,13 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
         # POST starts), and only when tracing is configured; the metrics are ours.
         telemetry={"operation_spans": False, "metrics": False, "logs": False},
     )
+    app.state.auth = Auth(settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(OutageMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(metrics.HttpMetricsMiddleware)  # added last: outermost
     install_error_handlers(app)
-    document_errors(app)
+    document_errors(app, settings.auth_mode)
 
     def checks(request: Request) -> dict[str, Any]:
         runtime = runtime_of(request)
@@ -319,7 +321,7 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
             **{name: breaker_check(b) for name, b in runtime.breakers.items()},
         }
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[OPERATOR])
     async def prometheus_metrics(request: Request) -> Response:
         await metrics.refresh(runtime_of(request).readings())
         body, content_type = metrics.exposition()
@@ -333,6 +335,7 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
     for path, make in definition.mounts:
         app.mount(path, make())
     app.include_router(definition.router, prefix="/api/v1")
+    require_declared(app.routes)
     return app
 
 
@@ -360,7 +363,12 @@ def load_settings(definition: ServiceDefinition[S]) -> S:
         lines = [f"{definition.name}: invalid configuration, refusing to start:"]
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]).upper()
-            lines.append(f"  {name}={err.get('input')!r}: {err['msg']}")
+            if not name:  # a rule across several settings: its message names them
+                lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
+            elif "secret" in name.lower() or name.endswith("_KEY"):
+                lines.append(f"  {name}: {err['msg']}")  # never the value of a secret
+            else:
+                lines.append(f"  {name}={err.get('input')!r}: {err['msg']}")
         raise SystemExit("\n".join(lines)) from None
 
 

@@ -6,10 +6,11 @@ start with a message that names the variable.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
@@ -103,19 +104,66 @@ class ServiceSettings(BaseSettings):
         65_536, ge=1024, le=16 * 1024 * 1024, validation_alias="MAX_BODY_BYTES"
     )
 
-    # Admin actions (the orchestrator's retry, compensate and dead-letter replay and
-    # discard; stock; failure rates) need this key in the X-Admin-Key header; unset, they
-    # are disabled.
+    # Who may do what (docs/operations.md, "Who may do what"). none: reads are open and
+    # admin actions need ADMIN_API_KEY in X-Admin-Key (unset, they are disabled); apikey:
+    # the operator's and admin's routes need OPERATOR_API_KEY or ADMIN_API_KEY as a bearer
+    # credential; jwt: every route but health needs a bearer token with a role.
+    auth_mode: Literal["none", "apikey", "jwt"] = Field("none", validation_alias="AUTH_MODE")
     admin_api_key: SecretStr | None = Field(None, validation_alias="ADMIN_API_KEY")
+    operator_api_key: SecretStr | None = Field(None, validation_alias="OPERATOR_API_KEY")
+    # Tokens (AUTH_MODE=jwt): HS256 with a shared secret, or RS256 against a public key
+    # (PEM) or a JWKS file; the issuer, audience and expiry are always checked.
+    jwt_algorithm: Literal["HS256", "RS256"] = Field("HS256", validation_alias="JWT_ALGORITHM")
+    jwt_secret: SecretStr | None = Field(None, validation_alias="JWT_SECRET")
+    jwt_public_key_file: Path | None = Field(None, validation_alias="JWT_PUBLIC_KEY_FILE")
+    jwt_jwks_file: Path | None = Field(None, validation_alias="JWT_JWKS_FILE")
+    jwt_issuer: str = Field("order-saga", min_length=1, validation_alias="JWT_ISSUER")
+    jwt_audience: str = Field("order-saga-api", min_length=1, validation_alias="JWT_AUDIENCE")
+    jwt_leeway: float = Field(30.0, ge=0, le=600, validation_alias="JWT_LEEWAY_SECONDS")
 
-    @field_validator("admin_api_key")
+    @field_validator("admin_api_key", "operator_api_key")
     @classmethod
     def _strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
         if len(value.get_secret_value()) < 12:
-            raise ValueError("must be at least 12 characters (or unset to disable admin)")
+            raise ValueError("must be at least 12 characters (or unset)")
         return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes: a shorter HS256 key can be guessed")
+        return value
+
+    @field_validator("jwt_public_key_file", "jwt_jwks_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _auth_complete(self) -> ServiceSettings:
+        keys = (self.admin_api_key, self.operator_api_key)
+        if self.auth_mode == "apikey" and not any(keys):
+            raise ValueError("AUTH_MODE=apikey needs ADMIN_API_KEY or OPERATOR_API_KEY (or both)")
+        if all(keys) and keys[0] == keys[1]:
+            raise ValueError("OPERATOR_API_KEY must differ from ADMIN_API_KEY")
+        if self.auth_mode == "jwt":
+            if self.jwt_algorithm == "HS256" and self.jwt_secret is None:
+                raise ValueError("AUTH_MODE=jwt with JWT_ALGORITHM=HS256 needs JWT_SECRET")
+            if self.jwt_algorithm == "RS256" and not (
+                self.jwt_public_key_file or self.jwt_jwks_file
+            ):
+                raise ValueError(
+                    "AUTH_MODE=jwt with JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY_FILE or "
+                    "JWT_JWKS_FILE"
+                )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

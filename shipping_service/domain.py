@@ -29,6 +29,8 @@ class Shipment:
     failure_reason: str | None
     created_at: datetime
     updated_at: datetime
+    customer_id: UUID | None = None  # whose it is (None: a tombstone, or an older command)
+    saga_id: UUID | None = None  # the saga whose command made it
 
     @classmethod
     def booked(

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from shared_domain.contracts import CancelShipment, CreateShipment, Envelope, MessageType, utcnow
 from shared_domain.messaging.consumer import Handler
 from shared_domain.runtime import Runtime
-from shared_domain.worker import handle_command
+from shared_domain.worker import handle_command, refuse_other_saga
 from shipping_service import repository
 from shipping_service.carrier import CarrierDown, CarrierUnavailable, build_carrier
 from shipping_service.domain import Shipment, ShipmentStatus
@@ -33,10 +33,13 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
             booking = await carrier.book(envelope.order_id, address)
         except CarrierUnavailable as exc:
             reason = f"carrier_unavailable: {exc}"
-            return Shipment.refused(envelope.order_id, reason, address, utcnow())
-        return Shipment.booked(
-            envelope.order_id, booking.carrier, booking.tracking_number, address, utcnow()
-        )
+            shipment = Shipment.refused(envelope.order_id, reason, address, utcnow())
+        else:
+            shipment = Shipment.booked(
+                envelope.order_id, booking.carrier, booking.tracking_number, address, utcnow()
+            )
+        shipment.customer_id = command.customer_id
+        return shipment
 
     async def create(envelope: Envelope, command: CreateShipment) -> None:
         await handle_command(
@@ -53,9 +56,11 @@ def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
     async def cancel(envelope: Envelope, command: CancelShipment) -> None:
         async with rt.uow(envelope) as uow:
             shipment = await repository.get_for_update(uow.conn, envelope.order_id)
+            refuse_other_saga(envelope, shipment, "shipment")
             if shipment is None:
                 # Cancel before any booking: a tombstone, so that a late booking is refused.
                 tombstone = Shipment.cancelled_before_creation(envelope.order_id, utcnow())
+                tombstone.saga_id = envelope.saga_id
                 shipment = await repository.record(uow.conn, tombstone)
                 if shipment is tombstone:
                     uow.log_on_commit(

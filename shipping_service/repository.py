@@ -11,7 +11,8 @@ from shipping_service.domain import Shipment, ShipmentStatus
 
 _RECORD = (
     "INSERT INTO shipments (id, order_id, status, carrier, tracking_number, shipping_address, "
-    "failure_reason, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+    "failure_reason, created_at, updated_at, customer_id, saga_id) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
     "ON CONFLICT (order_id) DO NOTHING RETURNING true"
 )
 _FIND = "SELECT * FROM shipments WHERE order_id = $1"
@@ -51,6 +52,8 @@ async def record(conn: Connection, shipment: Shipment) -> Shipment:
         s.failure_reason,
         s.created_at,
         s.updated_at,
+        s.customer_id,
+        s.saga_id,
     )
     if added:
         return shipment

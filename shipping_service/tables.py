@@ -20,6 +20,8 @@ shipments = Table(
     Column("failure_reason", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("customer_id", UUID(as_uuid=True), nullable=True),
+    Column("saga_id", UUID(as_uuid=True), nullable=True),
 )
 
 outbox = define_outbox_table(metadata)

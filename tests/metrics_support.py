@@ -64,12 +64,14 @@ SCRAPE_INTERVAL = "1s"
 @dataclass
 class PrometheusServer:
     """Debian's `prometheus` on a free port, scraping `targets` (job -> host:port list)
-    every second, with its data in `workdir`."""
+    every second, with its data in `workdir`; the jobs named in `credentials` send that
+    file's bearer credential."""
 
     targets: Mapping[str, list[str]]
     workdir: Path
     port: int = field(default_factory=free_port)
     rule_files: list[Path] = field(default_factory=list)
+    credentials: Mapping[str, Path] = field(default_factory=dict)
     _process: asyncio.subprocess.Process | None = None
     _client: httpx.AsyncClient | None = None
 
@@ -85,6 +87,11 @@ class PrometheusServer:
             "rule_files": [str(p) for p in self.rule_files],
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": list(hosts)}]}
+                | (
+                    {"authorization": {"type": "Bearer", "credentials_file": str(secret)}}
+                    if (secret := self.credentials.get(job))
+                    else {}
+                )
                 for job, hosts in self.targets.items()
             ],
         }
@@ -152,6 +159,13 @@ class PrometheusServer:
         return [rule for group in body["data"]["groups"] for rule in group["rules"]]
 
     async def targets_up(self) -> dict[str, str]:
+        return {url: health for (_, url), (health, _) in (await self.target_states()).items()}
+
+    async def target_states(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """Each target's health and last scrape error, by its job and URL."""
         assert self._client is not None
         body = (await self._client.get("/api/v1/targets")).json()
-        return {t["scrapeUrl"]: t["health"] for t in body["data"]["activeTargets"]}
+        return {
+            (t["labels"]["job"], t["scrapeUrl"]): (t["health"], t["lastError"])
+            for t in body["data"]["activeTargets"]
+        }

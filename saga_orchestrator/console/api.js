@@ -1,11 +1,19 @@
 // Talking to the orchestrator: its own API, and the other services' through its gateway
 // (/api/v1/services/{service}/...), so the console needs no address but its own.
 
-const KEY = "saga-console-admin-key";
+const KEY = "saga-console-credential";
 
+// Who this browser session signed in as: the admin key (AUTH_MODE=none), a key
+// (apikey) or a token (jwt), sent as a bearer credential; and what the orchestrator
+// says of it.
 export const admin = {
   key: sessionStorage.getItem(KEY),
-  enabled: null, // what the orchestrator says: is ADMIN_API_KEY set there?
+  mode: null, // AUTH_MODE: none, apikey or jwt
+  role: null,
+  subject: null,
+  enabled: null, // are admin actions possible at all (is ADMIN_API_KEY set, say)?
+  valid: null, // were the credentials accepted (null: none sent)?
+  allowed: false, // do they allow admin actions?
   message: "",
   set(key) {
     this.key = key || null;
@@ -13,6 +21,8 @@ export const admin = {
     else sessionStorage.removeItem(KEY);
   },
 };
+
+export const credentials = () => (admin.key ? { Authorization: `Bearer ${admin.key}` } : {});
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -24,8 +34,7 @@ export class ApiError extends Error {
 }
 
 export async function call(method, path, body) {
-  const headers = { "X-Admin-Actor": "console" };
-  if (admin.key) headers["X-Admin-Key"] = admin.key;
+  const headers = { "X-Admin-Actor": "console", ...credentials() };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(`/api/v1${path}`, {
     method,
@@ -62,8 +71,14 @@ export const STATUSES = ["running", "compensating", "completed", "cancelled", "f
 
 export async function checkAdmin() {
   const status = await get("/admin/status");
-  admin.enabled = status.enabled;
-  admin.message = status.message;
-  admin.valid = status.key_valid;
+  Object.assign(admin, {
+    mode: status.auth_mode,
+    role: status.role,
+    subject: status.subject,
+    enabled: status.enabled,
+    valid: status.key_valid,
+    allowed: status.admin,
+    message: status.message,
+  });
   return status;
 }

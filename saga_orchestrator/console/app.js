@@ -1,8 +1,8 @@
-// The console's shell: the admin key, the pages by the URL's hash, and the live stream
+// The console's shell: who it signed in as, the pages by the URL's hash, and the live stream
 // every page may follow.
 
 import { admin, checkAdmin } from "./api.js";
-import { h, notify } from "./dom.js";
+import { dismiss, h, notify } from "./dom.js";
 import { overview } from "./overview.js";
 import { sagas } from "./sagas.js";
 import { saga } from "./saga.js";
@@ -41,34 +41,52 @@ async function route() {
   location.hash = "#/";
 }
 
+// What the sign-in asks for, by AUTH_MODE.
+const ASKS = { none: "admin key", apikey: "operator or admin key", jwt: "token" };
+
+function signedIn() {
+  if (admin.mode === "none") {
+    if (!admin.key) return h("span", { class: "muted" }, "no admin key: actions are off");
+    if (admin.valid === false) return h("span", { class: "warn" }, "admin key refused");
+    return h("span", { class: "ok" }, "admin key set");
+  }
+  if (!admin.key) return h("span", { class: "muted" }, "not signed in");
+  if (admin.valid === false) return h("span", { class: "warn" }, admin.message);
+  const actions = admin.allowed ? "" : ": actions are off";
+  return h("span", { class: "ok" }, `signed in as ${admin.subject} (${admin.role})${actions}`);
+}
+
 function renderAdmin() {
   const box = document.getElementById("admin");
-  if (admin.enabled === false) {
+  if (admin.enabled === false && admin.mode === "none") {
     box.replaceChildren(h("span", { class: "warn", "data-testid": "admin-disabled" }, admin.message));
     return;
   }
-  const state = admin.key
-    ? admin.valid === false
-      ? h("span", { class: "warn" }, "admin key refused")
-      : h("span", { class: "ok" }, "admin key set")
-    : h("span", { class: "muted" }, "no admin key: actions are off");
+  const asks = ASKS[admin.mode] || "admin key";
+  const use = async (key) => {
+    admin.set(key);
+    await checkAdmin();
+    renderAdmin();
+    if (admin.valid === false) notify(`that ${asks} is not valid: ${admin.message}`, "error");
+    else dismiss(); // what was refused before is asked again now
+    route();
+  };
   const form = h(
     "form",
     {
       "data-testid": "admin-form",
       onsubmit: async (event) => {
         event.preventDefault();
-        admin.set(event.target.elements.key.value.trim());
-        await checkAdmin();
-        renderAdmin();
-        if (admin.valid === false) notify("that admin key is not valid", "error");
-        route();
+        await use(event.target.elements.key.value.trim());
       },
     },
-    h("input", { name: "key", type: "password", placeholder: "admin key", "data-testid": "admin-key" }),
-    h("button", { type: "submit" }, admin.key ? "Change" : "Use key"),
+    h("input", { name: "key", type: "password", placeholder: asks, "data-testid": "admin-key" }),
+    h("button", { type: "submit" }, admin.key ? "Change" : admin.mode === "none" ? "Use key" : "Sign in"),
+    admin.key && admin.mode !== "none"
+      ? h("button", { type: "button", "data-testid": "sign-out", onclick: () => use(null) }, "Sign out")
+      : null,
   );
-  box.replaceChildren(state, form);
+  box.replaceChildren(signedIn(), form);
 }
 
 async function start() {

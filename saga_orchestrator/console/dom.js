@@ -50,6 +50,10 @@ export function notify(text, kind = "info") {
   if (kind !== "error") notify.timer = setTimeout(() => (el.hidden = true), 6000);
 }
 
+export function dismiss() {
+  document.getElementById("notice").hidden = true;
+}
+
 export const badge = (status) => h("span", { class: `badge ${status}`, "data-status": status }, status);
 
 export function time(value) {
@@ -69,8 +73,11 @@ export function table(columns, rows, attrs = {}) {
 
 // An admin action's button: disabled, with the API's reason, while actions cannot work.
 export function action(label, attrs, run, admin) {
-  const disabled = admin.enabled === false || !admin.key;
-  const why = admin.enabled === false ? admin.message : "enter the admin key first";
+  let why = null;
+  if (admin.enabled === false) why = admin.message;
+  else if (!admin.key) why = admin.mode === "none" ? "enter the admin key first" : "sign in as an admin first";
+  else if (admin.mode !== "none" && admin.valid && !admin.allowed) why = `the ${admin.role} role may not do this`;
+  const disabled = why !== null;
   return h(
     "button",
     { ...attrs, disabled, title: disabled ? why : undefined, onclick: run },

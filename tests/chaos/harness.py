@@ -34,19 +34,19 @@ from tests.support import (
 
 LONG = os.environ.get("CHAOS_LONG") == "1"
 REPLICAS = 3 if LONG else 2
-LOAD_SECONDS = 25.0 if LONG else 5.0
+LOAD_SECONDS = 25.0 if LONG else 4.0
 OUTAGE_SECONDS = 8.0 if LONG else 3.0
 RESTART_AFTER = 4.0 if LONG else 2.0
 RECOVERY_BOUND = 120.0  # every order terminal this long after the fault ends, at most
 # The memory alarm outlasts the clients' timeout, and every order is answered well
 # within it (OUTBOX_PUBLISH_WAIT is 1 s, and a blocked broker is not waited on at all).
-ALARM_SECONDS = 30.0 if LONG else 8.0
-ALARM_CLIENT_TIMEOUT = 20.0 if LONG else 5.0
+ALARM_SECONDS = 30.0 if LONG else 6.0
+ALARM_CLIENT_TIMEOUT = 20.0 if LONG else 4.0
 ANSWER_BOUND = 3.0
 BROKER_RESTART = os.environ.get("CHAOS_BROKER_RESTART") == "1"
 
 LOAD_PRODUCTS = [MOUSE, HUB, KEYBOARD, MONITOR]  # the laptop is kept for the contention test
-LOAD_CLIENTS = 3
+LOAD_CLIENTS = 3 if LONG else 2
 ADMIN_KEY = "chaos-admin-key-5b7e0c2d"  # the harness stocks the warehouse through the API
 LOAD_PAUSE = 0.1  # seconds between two orders of one client
 FAULT_BOUND = 60.0  # seconds the longest fault takes, restarts included

@@ -16,11 +16,13 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from scripts.invariants import TERMINAL
 from scripts.isolation import create_vhost, delete_vhost, free_port
 from scripts.sample import ADDRESS
 from scripts.stack import SERVICES, Stack
+from tests.e2e.browser import CHROMIUM, FLAGS
 from tests.support import (  # noqa: F401 - the catalogue is re-exported for the e2e tests
     HUB,
     INITIAL_STOCK,
@@ -280,3 +282,13 @@ async def publish(
     await target.publish(
         aio_pika.Message(body, message_id=message_id, headers=headers or {}), routing_key=key
     )
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        await browser.close()

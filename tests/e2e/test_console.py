@@ -4,95 +4,19 @@ failing on any error the browser's console shows."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aio_pika
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from shared_domain.contracts import COMMANDS_EXCHANGE
+from tests.e2e.browser import TIMEOUT, Console
 from tests.e2e.conftest import Api, publish, wait_for
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = shutil.which("chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SCREENSHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS", "build/console-screenshots"))
-TIMEOUT = 30_000  # ms: a saga under test settles well within it
-expect.set_options(timeout=TIMEOUT)
-
-
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        await browser.close()
-
-
-class Console:
-    """One browser tab on the console, with every error its console shows."""
-
-    def __init__(self, page: Page, api: Api) -> None:
-        self.page = page
-        self.api = api
-        self.errors: list[str] = []
-        self.expected: list[str] = []
-        page.on("console", self._console)
-        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type != "error":
-            return
-        text = message.text
-        for allowed in self.expected:
-            if allowed in text:
-                self.expected.remove(allowed)
-                return
-        self.errors.append(f"{text} ({message.location.get('url', '')})")
-
-    def expect_refusal(self, status: int) -> None:
-        """The browser logs every HTTP error answer as a console error, also one the page
-        asked for and shows: the test that provokes it allows that one."""
-        self.expected.append(f"the server responded with a status of {status}")
-
-    @property
-    def base(self) -> str:
-        return f"{self.api.stack.url('saga_orchestrator')}/console/"
-
-    async def open(self, hash_: str = "#/", key: bool = True) -> None:
-        query = f"?key={self.api.admin_key}" if key else ""
-        await self.page.goto(f"{self.base}{query}{hash_}")
-
-    async def go(self, hash_: str) -> None:
-        """Open a page of the console and wait until that page is drawn: until then the
-        page being left is still on screen, rows and buttons included. On the page
-        already, it stays as it is."""
-        before = await self.page.evaluate(
-            "h => { const drawn = Number(document.getElementById('page').dataset.render || 0);"
-            " if (location.hash === h) return drawn - 1;"
-            " location.hash = h; return drawn; }",
-            hash_,
-        )
-        await self.page.wait_for_function(
-            "([h, before]) => { const page = document.getElementById('page');"
-            " return page.dataset.view === h && Number(page.dataset.render) > before; }",
-            arg=[hash_, before],
-        )
-
-    async def shot(self, name: str, full_page: bool = False) -> Path:
-        """A screenshot in SCREENSHOTS: the window (the pictures docs/console.md shows),
-        or the whole page (what each test ends with)."""
-        path = SCREENSHOTS / f"{name}.png"
-        await self.page.screenshot(path=str(path), full_page=full_page)
-        return path
 
 
 @pytest.fixture
@@ -102,7 +26,7 @@ async def console(
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT)
-    tab = Console(page, api)
+    tab = Console(page, f"{api.stack.url('saga_orchestrator')}/console/", api.admin_key)
     try:
         yield tab
     finally:
@@ -111,7 +35,7 @@ async def console(
     assert not tab.errors, f"the browser's console showed errors: {tab.errors}"
 
 
-async def place_from_demo(console: Console, product: str, quantity: int = 1) -> str:
+async def place_from_demo(console: Console, api: Api, product: str, quantity: int = 1) -> str:
     """Place one order from the demo panel; returns its saga's id."""
     page = console.page
     await console.go("#/demo")
@@ -126,7 +50,7 @@ async def place_from_demo(console: Console, product: str, quantity: int = 1) -> 
     order_id = await newest.get_attribute("data-order")
     assert href is not None and order_id is not None
     # the other tests' invariants count every order placed, these too
-    console.api.placed.append(await console.api.order(order_id))
+    api.placed.append(await api.order(order_id))
     return href.rsplit("/", 1)[1]
 
 
@@ -171,7 +95,7 @@ async def test_an_order_placed_from_the_demo_panel_shows_up_live_and_completes(
     await console.open("#/sagas")
     page = console.page
     await expect(page.locator("[data-testid=live]")).to_have_attribute("data-state", "live")
-    saga_id = await place_from_demo(console, product)
+    saga_id = await place_from_demo(console, api, product)
     await console.go("#/sagas")
     row = page.locator(f"[data-testid=saga-table] tr[data-saga='{saga_id}']")
     # the list follows the stream: no reload from here on
@@ -210,7 +134,7 @@ async def test_a_declined_payment_then_a_failed_shipment_from_the_demo_panel(
     page = console.page
     try:
         await set_rate_from_demo(console, "payment", 1)
-        declined = await place_from_demo(console, product)
+        declined = await place_from_demo(console, api, product)
         await console.go(f"#/sagas/{declined}")
         await expect(page.locator("h2 .badge")).to_have_text("cancelled")
         await expect(page.locator("[data-testid=failure-reason]")).to_contain_text("payment failed")
@@ -219,7 +143,7 @@ async def test_a_declined_payment_then_a_failed_shipment_from_the_demo_panel(
 
         await set_rate_from_demo(console, "payment", 0)
         await set_rate_from_demo(console, "shipping", 1)
-        failed = await place_from_demo(console, product)
+        failed = await place_from_demo(console, api, product)
         await console.go(f"#/sagas/{failed}")
         await expect(page.locator("h2 .badge")).to_have_text("cancelled")
         undo = page.locator("[data-testid=timeline] > li[data-kind=undo]")
@@ -289,7 +213,7 @@ async def test_a_failed_saga_is_retried_from_its_page(console: Console, api: Api
     try:
         await set_rate_from_demo(console, "payment_refund", 1)
         await set_rate_from_demo(console, "shipping", 1)
-        saga_id = await place_from_demo(console, product)
+        saga_id = await place_from_demo(console, api, product)
         await console.go(f"#/sagas/{saga_id}")
         await expect(page.locator("h2 .badge")).to_have_text("failed")
         await expect(

@@ -84,11 +84,20 @@ async def capture(channel: AbstractChannel, exchange: str, key: str = "#") -> Ca
     return captured
 
 
+SAGAS = uuid.UUID("6f1c2a4e-9b7d-4e3f-8a5c-2d1e0f9b8a7c")
+
+
+def saga_of(order_id: uuid.UUID) -> uuid.UUID:
+    """The one saga of an order, as the orchestrator has it (the workers refuse a
+    command for an order from any other)."""
+    return uuid.uuid5(SAGAS, str(order_id))
+
+
 def command(type_: MessageType, payload: dict[str, Any], order_id: uuid.UUID) -> Envelope:
     """A message of the saga for `order_id`, as the orchestrator would send it."""
     return Envelope(
         type=type_.value,
-        saga_id=uuid.uuid4(),
+        saga_id=saga_of(order_id),
         order_id=order_id,
         correlation_id="t",
         source="test",

@@ -28,7 +28,7 @@ from shared_domain.contracts import PAYLOADS, Envelope, MessageType
 from shared_domain.db import UnitOfWork
 from shared_domain.messaging.consumer import Handler
 from shared_domain.runtime import Runtime
-from tests.integration.conftest import add_saga, order_request
+from tests.integration.conftest import add_saga, order_request, saga_of
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +37,11 @@ MOUSE = uuid.UUID("550e8400-e29b-41d4-a716-446655440002")  # seeded with stock 1
 
 
 def envelope(type_: MessageType, payload: dict[str, Any], **ids: Any) -> Envelope:
+    order_id = ids.get("order_id", uuid.uuid4())
     return Envelope(
         type=type_.value,
-        saga_id=ids.get("saga_id", uuid.uuid4()),
-        order_id=ids.get("order_id", uuid.uuid4()),
+        saga_id=ids.get("saga_id", saga_of(order_id)),
+        order_id=order_id,
         causation_id=ids.get("causation_id"),
         correlation_id="batch-locks",
         source="test",

@@ -355,6 +355,44 @@ async def test_an_order_event_naming_another_saga_is_dead_lettered(running: Runn
     await running.consuming()
 
 
+WORKERS = [t for t in TARGETS if t.definition in (PAYMENT, INVENTORY, SHIPPING, NOTIFICATION)]
+
+
+@pytest.mark.parametrize("running", WORKERS, ids=lambda t: t.id, indirect=True)
+async def test_a_command_naming_another_saga_than_the_orders_is_dead_lettered(
+    running: Running,
+) -> None:
+    """An order has one saga: once a worker holds a record of an order, a command for it
+    from another saga (forged, or misrouted) changes nothing."""
+    owner = valid(running.target)
+    untouched = await running.tables()
+    await running.publish(json.dumps(owner).encode())
+    for _ in range(200):  # the owner's command recorded (a tombstone, or a notification)
+        if await running.tables() != untouched:
+            break
+        await asyncio.sleep(0.05)
+    await running.outbox_drained()
+    before = await running.tables()
+    assert before != untouched
+    stranger = uuid.uuid4()
+    await running.publish(json.dumps(owner | {"saga_id": str(stranger)}).encode())
+    [letter] = await running.dead_letters(1)
+    reason, error = reason_of(letter)
+    assert reason == "rejected"
+    assert error.startswith(
+        f"{running.target.type} for order {owner['order_id']} names saga {stranger}, but the "
+        f"order's "
+    )
+    assert error.endswith(f" was made by saga {owner['saga_id']}")
+    assert await running.tables() == before
+    # The owner's own command again is a duplicate: answered, not refused.
+    await running.publish(json.dumps(owner | {"message_id": str(uuid.uuid4())}).encode())
+    await asyncio.sleep(0.5)
+    await running.outbox_drained()
+    assert await running.depth(f"{running.queue}.dlq") == 0
+    await running.consuming()
+
+
 # ------------------------------------------------------------------ generated
 
 JSON = st.recursive(

@@ -179,10 +179,11 @@ def test_command_payloads_carry_the_order_data() -> None:
         sent.update({o.type: o.payload for o in send(saga, reply) or []})
 
     assert sent[T.PAYMENT_PROCESS] == {"customer_id": str(CUSTOMER), "amount": "25.50"}
-    assert sent[T.INVENTORY_RESERVE] == {"items": ORDER["items"]}
+    assert sent[T.INVENTORY_RESERVE] == {"items": ORDER["items"], "customer_id": str(CUSTOMER)}
     assert sent[T.SHIPPING_CREATE] == {
         "items": ORDER["items"],
         "shipping_address": ORDER["shipping_address"],
+        "customer_id": str(CUSTOMER),
     }
     assert sent[T.NOTIFICATION_SEND] == {
         "kind": "order_confirmation",
