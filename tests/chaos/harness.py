@@ -34,7 +34,7 @@ from tests.support import (
 
 LONG = os.environ.get("CHAOS_LONG") == "1"
 REPLICAS = 3 if LONG else 2
-LOAD_SECONDS = 25.0 if LONG else 4.0
+LOAD_SECONDS = 25.0 if LONG else 3.0
 OUTAGE_SECONDS = 8.0 if LONG else 3.0
 RESTART_AFTER = 4.0 if LONG else 2.0
 RECOVERY_BOUND = 120.0  # every order terminal this long after the fault ends, at most

@@ -20,7 +20,7 @@ from tests.e2e.conftest import Api, own_stack
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "12"))  # per operation and phase
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "8"))  # per operation and phase
 ST = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
 # A stream never ends, so a client that reads the whole answer would wait for ever; the
 # stream tests cover those two operations.

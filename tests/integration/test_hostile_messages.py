@@ -446,7 +446,7 @@ def acceptable(handled: frozenset[MessageType], body: bytes, content_type: str |
 
 
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
