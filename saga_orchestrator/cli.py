@@ -18,6 +18,7 @@ import getpass
 import json
 import time
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -27,8 +28,6 @@ from rich.console import Console
 from rich.table import Table
 
 from saga_orchestrator.sse import EventParser
-from shared_domain.auth import Role, mint
-from shared_domain.settings import ServiceSettings
 
 app = typer.Typer(
     help="Operate the order saga: sagas, the live stream, dead letters, stock, failure rates, "
@@ -499,9 +498,15 @@ def audit(ctx: typer.Context, limit: Annotated[int, typer.Option(min=1, max=1000
 # ---------------------------------------------------------------- tokens
 
 
+class TokenRole(StrEnum):  # shared_domain.auth.Role, which imports the web framework
+    CUSTOMER = "customer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
 @app.command("token")
 def token(
-    role: Annotated[Role, typer.Option(help="what the token may do")],
+    role: Annotated[TokenRole, typer.Option(help="what the token may do")],
     subject: Annotated[str, typer.Option(help="who it is: for a customer, the customer id")],
     ttl: Annotated[int, typer.Option(min=1, max=30 * 86400, help="seconds it is valid")] = 3600,
     private_key: Annotated[
@@ -512,11 +517,15 @@ def token(
 ) -> None:
     """Mint a development token for the configured JWT_SECRET (or, with JWT_ALGORITHM=RS256,
     the private key given), issuer and audience; it is printed alone on stdout."""
+    # Imported here: the web framework they bring would slow every other command's start.
+    from shared_domain.auth import Role, mint
+    from shared_domain.settings import ServiceSettings
+
     try:
         settings = ServiceSettings()
         value = mint(
             settings,
-            role,
+            Role(role.value),
             subject,
             timedelta(seconds=ttl),
             private_key.read_bytes() if private_key else None,

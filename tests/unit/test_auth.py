@@ -218,3 +218,9 @@ def test_a_route_without_a_declared_access_refuses_to_start() -> None:
     app.include_router(undeclared, prefix="/api/v1")
     with pytest.raises(RuntimeError, match=r"\['GET'\] /api/v1/forgotten"):
         require_declared(app.routes)
+
+
+def test_sagactl_mints_the_roles_the_services_know() -> None:
+    from saga_orchestrator.cli import TokenRole
+
+    assert [r.value for r in TokenRole] == [r.value for r in Role]
