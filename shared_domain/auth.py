@@ -372,7 +372,6 @@ def _disabled(request: Request) -> ApiError:
 
 PUBLIC = Depends(public)
 CallerDep = Annotated[Principal, Depends(customer_access)]
-OperatorDep = Annotated[Principal, Depends(operator_access)]
 AdminDep = Annotated[Actor, Depends(admin_access)]
 OPERATOR = Depends(operator_access)
 
