@@ -2,6 +2,7 @@
 
 from order_service import tables
 from order_service.api import router
+from order_service.deadlines import watch_deadlines
 from order_service.handlers import build_handlers, preload
 from order_service.key_retention import sweep_keys
 from order_service.settings import Settings
@@ -18,5 +19,5 @@ SERVICE = ServiceDefinition(
     router=router,
     batches=True,  # database-only handlers
     preload=preload,
-    background=(sweep_keys,),
+    background=(sweep_keys, watch_deadlines),
 )

@@ -62,6 +62,8 @@ class Order:
     updated_at: datetime
     idempotency_key: str | None = None
     request_fingerprint: str | None = None
+    # Choreography: when the order service unwound the saga for having no outcome in time.
+    unwound_at: datetime | None = None
     changes: list[StatusChange] = field(default_factory=list)
 
     @classmethod
@@ -93,6 +95,24 @@ class Order:
         )
         order.changes.append(StatusChange(OrderStatus.PENDING, "order placed", now))
         return order
+
+    def settle(self, status: OrderStatus, reason: str | None, now: datetime) -> bool:
+        """Choreography: as `move_to`, but a failed order stays failed. With no conductor
+        there is no operator retry whose outcome could replace it, and the undos still
+        running after the one that failed must not turn it into a plain cancellation."""
+        if self.status is OrderStatus.FAILED:
+            return False
+        if self.unwound_at is not None and status is OrderStatus.COMPLETED:
+            return False  # a late success of a saga that was unwound: it is being undone
+        return self.move_to(status, reason, now)
+
+    def unwind(self, now: datetime) -> bool:
+        """Choreography: the saga had no outcome in time; its undos are started. False
+        when it has ended or was unwound already."""
+        if self.status in TERMINAL or self.unwound_at is not None:
+            return False
+        self.unwound_at = self.updated_at = now
+        return True
 
     def move_to(self, status: OrderStatus, reason: str | None, now: datetime) -> bool:
         """Apply a status event; False when it does not apply (stale or duplicate)."""

@@ -30,6 +30,7 @@ def _order(row: Mapping[Any, Any]) -> Order:
         updated_at=row["updated_at"],
         idempotency_key=row["idempotency_key"],
         request_fingerprint=row["request_fingerprint"],
+        unwound_at=row["unwound_at"],
     )
 
 
@@ -49,8 +50,8 @@ _ADD = (
     "SELECT count(*) FROM added"
 )
 _SAVE = (
-    "WITH saved AS (UPDATE orders SET status = $5, failure_reason = $6, updated_at = $7 "
-    "WHERE id = $1) " + _CHANGES.format(order_id="$1::uuid", source="")
+    "WITH saved AS (UPDATE orders SET status = $5, failure_reason = $6, updated_at = $7, "
+    "unwound_at = $8 WHERE id = $1) " + _CHANGES.format(order_id="$1::uuid", source="")
 )
 _BY_KEY = "SELECT * FROM orders WHERE customer_id = $1 AND idempotency_key = $2"
 # A key is kept for IDEMPOTENCY_KEY_RETENTION; then it is let go, in batches.
@@ -103,7 +104,23 @@ async def save(conn: Connection, order: Order) -> None:
         order.status.value,
         order.failure_reason,
         order.updated_at,
+        order.unwound_at,
     )
+
+
+# Choreography's deadlines: open orders placed before $1 and not unwound, or unwound
+# before $2; locked, so that replicas of the watcher share them out.
+_OVERDUE = (
+    "SELECT * FROM orders WHERE status IN ('pending', 'processing') AND "
+    "((unwound_at IS NULL AND created_at < $1) OR unwound_at < $2) "
+    "ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED"
+)
+
+
+async def overdue(
+    conn: Connection, placed_before: datetime, unwound_before: datetime, limit: int
+) -> list[Order]:
+    return [_order(r) for r in await conn.fetch(_OVERDUE, placed_before, unwound_before, limit)]
 
 
 _ORDERS = LockedRows("orders", _order)

@@ -24,6 +24,15 @@ class Settings(ServiceSettings):
         60.0, gt=0, le=86_400, validation_alias="IDEMPOTENCY_KEY_SWEEP_INTERVAL"
     )
 
+    # Choreography: a saga with no outcome this many seconds after its order is unwound
+    # (the order service sends `shipping.cancel`, and the undos run back from there); one
+    # with none this long after the unwind fails, for a human to look at. The watcher
+    # looks every interval.
+    saga_deadline: float = Field(120.0, ge=1, le=86_400, validation_alias="SAGA_DEADLINE_SECONDS")
+    deadline_check_interval: float = Field(
+        1.0, gt=0, le=3600, validation_alias="DEADLINE_CHECK_INTERVAL"
+    )
+
     @field_validator("order_rate_limit")
     @classmethod
     def _a_rate(cls, value: str | None) -> str | None:

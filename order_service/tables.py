@@ -33,6 +33,8 @@ orders = Table(
     Column("request_fingerprint", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # choreography: when the saga was unwound for having no outcome in time (0003)
+    Column("unwound_at", DateTime(timezone=True), nullable=True),
     Index("ix_orders_customer_created", "customer_id", "created_at"),
     # a key is the customer's own; kept for IDEMPOTENCY_KEY_RETENTION (migration 0002)
     Index("ux_orders_customer_idempotency_key", "customer_id", "idempotency_key", unique=True),
@@ -40,6 +42,11 @@ orders = Table(
         "ix_orders_idempotency_created",
         "created_at",
         postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+    Index(
+        "ix_orders_open_created",
+        "created_at",
+        postgresql_where=text("status IN ('pending', 'processing')"),
     ),
 )
 

@@ -14,13 +14,18 @@ from payment_service.domain import NOT_CHARGED, Payment
 from payment_service.messages import command_reply, compensation_failed, compensation_reply
 from payment_service.provider import PaymentProvider, ProviderUnavailable, RefundRejected
 from payment_service.settings import Settings
+from shared_domain.choreography import CHOREOGRAPHY
 from shared_domain.contracts import Envelope, MessageType, ProcessPayment, RefundPayment, utcnow
-from shared_domain.messaging.consumer import Handler
+from shared_domain.messaging.consumer import Handler, final_try
 from shared_domain.pg import connection
 from shared_domain.runtime import Runtime
 from shared_domain.worker import handle_command, refuse_other_saga
 
 log = logging.getLogger(__name__)
+
+
+class RefundNotDoneYet(Exception):
+    """A refund failed (choreography, tries left): its message is retried with backoff."""
 
 
 class RecordedConcurrently(Exception):
@@ -80,6 +85,10 @@ def build_handlers(
                     amount=recorded.amount,
                 )
             except (ProviderUnavailable, RefundRejected) as exc:
+                if rt.settings.saga_mode == CHOREOGRAPHY and not final_try():
+                    # No conductor retries the undo: the message is retried with backoff,
+                    # and only its last try answers that the refund could not be done.
+                    raise RefundNotDoneYet(f"order {envelope.order_id}: {exc}") from exc
                 async with rt.uow(envelope) as uow:
                     uow.log_on_commit(
                         log,

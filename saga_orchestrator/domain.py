@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -59,6 +59,14 @@ class StepStatus(StrEnum):
 
 ACTIVE = frozenset({StepStatus.IN_PROGRESS, StepStatus.COMPENSATING})
 TO_UNDO = frozenset({StepStatus.COMPLETED, StepStatus.ABANDONED, StepStatus.COMPENSATION_PENDING})
+
+
+class Observation(StrEnum):
+    """What an observed event did to a saga (choreography: the observer only watches)."""
+
+    APPLIED = "applied"
+    STALE = "stale"  # a repeat, or too late to matter: ignored
+    EARLY = "early"  # it comes after an event not seen yet: wait for that one
 
 
 class SagaConflict(Exception):
@@ -350,6 +358,54 @@ class Saga:
             )
             return [self._undo(step, now, policy, delay)]
         return self._give_up_compensation(step, reply.value, reason, now, policy)
+
+    def observe(
+        self, event: MessageType, payload: dict[str, Any], now: datetime, policy: SagaPolicy
+    ) -> Observation:
+        """Choreography: follow a service's event as if it answered the saga's command,
+        but send nothing (each service acts on the event itself), keep no deadline and
+        take a failed undo as final (the service retried it). An event ahead of what
+        was seen (a forward step not begun, an undo not yet due) is `EARLY`: the events
+        of one saga may reach the observer out of order when one of them is retried."""
+        step, outcome = REPLIES[event]
+        state = self.steps[step]
+        before = state.status
+        if self.handle(event, payload, now, replace(policy, compensation_max_attempts=0)) is None:
+            forward = outcome in (Outcome.SUCCEEDED, Outcome.FAILED)
+            # A forward step not begun is early only while the saga runs: once it is
+            # undone, such an event is a late action its service refused.
+            early = (
+                self.status is SagaStatus.RUNNING and before is StepStatus.PENDING
+                if forward
+                else not self.is_terminal and before in TO_UNDO
+            )
+            return Observation.EARLY if early else Observation.STALE
+        self._forget_commands()
+        return Observation.APPLIED
+
+    def unwind_observed(self, now: datetime, policy: SagaPolicy, reason: str) -> bool:
+        """Choreography: the order service unwinds the saga (no outcome in time), as an
+        operator's forced compensation would; False if the saga is not running."""
+        if self.status is not SagaStatus.RUNNING:
+            return False
+        self.failure_reason = reason
+        self._log(SAGA, HistoryStatus.COMPENSATION_FORCED, "order_service", reason)
+        for step in FORWARD:
+            if self.steps[step].status is StepStatus.IN_PROGRESS:
+                self._finish(step, StepStatus.ABANDONED, "timeout", now, error=reason)
+        self._compensate_next(now, policy)
+        self._forget_commands()
+        return True
+
+    def start_observed(self, now: datetime, policy: SagaPolicy) -> None:
+        """Choreography: the saga begins as it would, but the observer sends nothing."""
+        self.start(now, policy)
+        self._forget_commands()
+
+    def _forget_commands(self) -> None:
+        """An observer sent no command: it has none in flight and no deadline to keep."""
+        for state in self.steps.values():
+            state.command_id = state.deadline = None
 
     def on_timeout(
         self, now: datetime, policy: SagaPolicy, queued: Mapping[Step, int] | None = None

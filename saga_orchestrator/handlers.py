@@ -7,10 +7,11 @@ import logging
 from collections.abc import Mapping
 
 from saga_orchestrator import metrics, repository
-from saga_orchestrator.domain import REPLIES, Saga, SagaPolicy
-from saga_orchestrator.messages import describe, emit, identify
+from saga_orchestrator.domain import REPLIES, SagaPolicy
+from saga_orchestrator.messages import describe, emit, identify, saga_started_by
+from saga_orchestrator.observer import build_observer
 from saga_orchestrator.settings import Settings
-from shared_domain import tracing
+from shared_domain.choreography import CHOREOGRAPHY
 from shared_domain.contracts import Envelope, MessageType, OrderCreated, utcnow
 from shared_domain.db import UnitOfWork
 from shared_domain.messaging.consumer import Handler, PermanentError
@@ -30,16 +31,12 @@ async def preload(uow: UnitOfWork, messages: list[tuple[Envelope, object]]) -> N
 
 
 def build_handlers(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
+    if rt.settings.saga_mode == CHOREOGRAPHY:
+        return build_observer(rt)
     policy: SagaPolicy = rt.settings.saga_policy()
 
     async def start_saga(envelope: Envelope, order: OrderCreated) -> None:
-        saga = Saga(
-            id=envelope.saga_id,
-            order_id=envelope.order_id,
-            order=order.model_dump(mode="json"),
-            correlation_id=envelope.correlation_id,
-            trace=tracing.carrier_of_current(),
-        )
+        saga = saga_started_by(envelope, order)
         async with rt.uow(envelope) as uow:
             if not uow.claimed:
                 uow.log_on_commit(

@@ -7,10 +7,22 @@ from dataclasses import replace
 from uuid import uuid4
 
 from saga_orchestrator.domain import Outgoing, Saga
-from shared_domain.contracts import ORCHESTRATOR, Envelope
+from shared_domain import tracing
+from shared_domain.contracts import ORCHESTRATOR, Envelope, OrderCreated
 from shared_domain.db import UnitOfWork
 
 SOURCE = ORCHESTRATOR
+
+
+def saga_started_by(envelope: Envelope, order: OrderCreated) -> Saga:
+    """The saga an `order.created` starts, its trace continuing the message's."""
+    return Saga(
+        id=envelope.saga_id,
+        order_id=envelope.order_id,
+        order=order.model_dump(mode="json"),
+        correlation_id=envelope.correlation_id,
+        trace=tracing.carrier_of_current(),
+    )
 
 
 def identify(saga: Saga, outgoing: list[Outgoing], cause: Envelope | None) -> list[Outgoing]:

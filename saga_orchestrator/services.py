@@ -14,6 +14,7 @@ from saga_orchestrator.messages import describe, emit, span_attributes
 from saga_orchestrator.settings import Settings
 from shared_domain import admin, tracing
 from shared_domain.auth import Actor
+from shared_domain.choreography import CHOREOGRAPHY
 from shared_domain.contracts import utcnow
 from shared_domain.runtime import Runtime
 
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 
 class SagaNotFound(Exception):
     pass
+
+
+OBSERVED_ONLY = (
+    "the saga runs by choreography (SAGA_MODE=choreography): the orchestrator only "
+    "observes it and sends no command, so it can neither retry nor compensate it; each "
+    "service retries its own step, and the order service unwinds a saga that stops"
+)
 
 
 async def _operate(
@@ -42,6 +50,8 @@ async def _operate(
         # in the saga's own trace, linked to the operator's request
         with tracing.continued(f"saga {action}", saga.trace, span_attributes(saga)):
             try:
+                if rt.settings.saga_mode == CHOREOGRAPHY:
+                    raise SagaConflict(OBSERVED_ONLY)
                 outgoing = change(saga, now)
             except SagaConflict as exc:
                 await admin.record(uow.conn, action, target, actor, "conflict", str(exc))

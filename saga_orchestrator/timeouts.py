@@ -13,6 +13,7 @@ from saga_orchestrator.domain import Outgoing, Saga, SagaPolicy, Step
 from saga_orchestrator.messages import describe, emit, span_attributes
 from saga_orchestrator.settings import Settings
 from shared_domain import logs, tracing
+from shared_domain.choreography import CHOREOGRAPHY
 from shared_domain.contracts import utcnow
 from shared_domain.messaging.topology import (
     INVENTORY_COMMANDS,
@@ -89,6 +90,8 @@ def _log_timeout(
 
 
 async def watch_deadlines(rt: Runtime[Settings], stop: asyncio.Event) -> None:
+    if rt.settings.saga_mode == CHOREOGRAPHY:
+        return  # an observer sends nothing: the order service keeps the deadlines then
     interval = rt.settings.timeout_check_interval
     policy = rt.settings.saga_policy()
     while not stop.is_set():

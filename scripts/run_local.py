@@ -84,6 +84,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run N replicas of a service, repeatable (e.g. --scale saga_orchestrator=3)",
     )
     parser.add_argument(
+        "--saga-mode",
+        choices=("orchestration", "choreography"),
+        default=None,
+        help="who runs the saga: the orchestrator (orchestration, the default) or the "
+        "services reacting to each other's events (choreography); sets SAGA_MODE for every "
+        'service (docs/architecture.md, "Two styles")',
+    )
+    parser.add_argument(
         "--db-prefix",
         default="",
         metavar="PREFIX",
@@ -109,6 +117,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if not sep or not key.strip():
             parser.error(f"--env expects KEY=VALUE, got {item!r}")
         extra[key.strip()] = value
+    if args.saga_mode is not None:
+        extra["SAGA_MODE"] = args.saga_mode
     args.extra_env = extra
     replicas: dict[str, int] = {}
     for item in args.scale:

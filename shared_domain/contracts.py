@@ -12,7 +12,15 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+)
 
 COMMANDS_EXCHANGE = "saga.commands"
 EVENTS_EXCHANGE = "saga.events"
@@ -48,11 +56,26 @@ class Envelope(BaseModel):
     source: str
     attempt: int = Field(default=1, ge=1)
     payload: dict[str, Any] = Field(default_factory=dict)
+    # Fields every message that follows this one passes on, where its contract has them
+    # (in choreography: the order forward, the reason of an undo back). Not on the wire.
+    _carry: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def carrying(self, **fields: Any) -> Envelope:
+        copy = self.model_copy()
+        copy._carry = fields
+        return copy
 
     def follow(
         self, type: MessageType, payload: BaseModel | dict[str, Any], source: str
     ) -> Envelope:
         """A message caused by this one: same saga, order and correlation."""
+        body = payload if isinstance(payload, dict) else payload.model_dump(mode="json")
+        if self._carry:
+            fields = PAYLOADS[type].model_fields
+            # what the message says itself wins: a refund failure keeps its own reason
+            body = body | {
+                k: v for k, v in self._carry.items() if k in fields and body.get(k) is None
+            }
         return Envelope(
             type=type.value,
             saga_id=self.saga_id,
@@ -60,7 +83,7 @@ class Envelope(BaseModel):
             correlation_id=self.correlation_id,
             causation_id=self.message_id,
             source=source,
-            payload=payload if isinstance(payload, dict) else payload.model_dump(mode="json"),
+            payload=body,
         )
 
 
@@ -142,6 +165,8 @@ class OrderCompleted(Contract):
 
 class OrderCancelled(Contract):
     reason: str
+    # Whom to tell (choreography: the notification service acts on this event).
+    customer_id: UUID | None = None
 
 
 class OrderFailed(Contract):
@@ -160,6 +185,8 @@ class PaymentProcessed(Contract):
     payment_id: UUID
     amount: Money
     provider_reference: str
+    # In choreography, the order carried forward for the next step (shared_domain.choreography).
+    order: OrderCreated | None = None
 
 
 class PaymentFailed(Contract):
@@ -174,6 +201,8 @@ class RefundPayment(Contract):
 class PaymentRefunded(Contract):
     payment_id: UUID | None = None
     amount: Money
+    # In choreography, why the saga was undone, carried back along the undos.
+    reason: str | None = None
 
 
 class PaymentRefundFailed(Contract):
@@ -192,6 +221,7 @@ class ReserveInventory(Contract):
 
 class InventoryReserved(Contract):
     reservation_id: UUID
+    order: OrderCreated | None = None  # as on PaymentProcessed
 
 
 class InventoryFailed(Contract):
@@ -207,6 +237,7 @@ class ReleaseInventory(Contract):
 
 class InventoryReleased(Contract):
     reservation_id: UUID | None = None
+    reason: str | None = None  # as on PaymentRefunded
 
 
 class InventoryReleaseFailed(Contract):
@@ -226,6 +257,7 @@ class ShipmentCreated(Contract):
     shipment_id: UUID
     carrier: str
     tracking_number: str
+    order: OrderCreated | None = None  # as on PaymentProcessed
 
 
 class ShipmentFailed(Contract):
@@ -238,6 +270,7 @@ class CancelShipment(Contract):
 
 class ShipmentCancelled(Contract):
     shipment_id: UUID | None = None
+    reason: str | None = None  # as on PaymentRefunded
 
 
 class ShipmentCancelFailed(Contract):
@@ -352,6 +385,11 @@ SENDERS: dict[MessageType, str] = {
     )
     for t in MessageType
 } | {MessageType.ORDER_CREATED: "order_service"}
+# In choreography there is no conductor: the order service sends the order's status
+# events, and the undo commands of a saga it gives up waiting for.
+CHOREOGRAPHY_SENDERS: dict[MessageType, str] = SENDERS | {
+    t: "order_service" for t in MessageType if t in COMMAND_PAYLOADS or t.value.startswith("order.")
+}
 
 
 def exchange_for(message_type: MessageType) -> str:

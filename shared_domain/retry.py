@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     stop_after_delay,
     wait_exponential,
@@ -26,10 +27,15 @@ from tenacity import (
 )
 
 
-def startup_retrying(timeout: float, *errors: type[BaseException]) -> AsyncRetrying:
-    """Waiting for a dependency at start-up: keep trying until `timeout` seconds pass."""
+def startup_retrying(
+    timeout: float,
+    *errors: type[BaseException],
+    never: tuple[type[BaseException], ...] = (),
+) -> AsyncRetrying:
+    """Waiting for a dependency at start-up: keep trying until `timeout` seconds pass
+    (but not on a `never` error: waiting would not change it)."""
     return AsyncRetrying(
-        retry=retry_if_exception_type(errors or (Exception,)),
+        retry=retry_if_exception_type(errors or (Exception,)) & retry_if_not_exception_type(never),
         wait=wait_exponential(multiplier=0.2, max=3.0) + wait_random(0, 0.2),
         stop=stop_after_delay(timeout),
         reraise=True,

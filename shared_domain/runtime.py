@@ -20,13 +20,13 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.types import ASGIApp
 
-from shared_domain import failure_rates, metrics, migrations, pg, tracing
+from shared_domain import choreography, failure_rates, metrics, migrations, pg, tracing
 from shared_domain.admin import audit_router, failure_rates_router
 from shared_domain.auth import OPERATOR, Auth, require_declared
 from shared_domain.backoff import Backoff
 from shared_domain.batching import Batcher, Preload, joined_unit_of_work
 from shared_domain.breaker import Breaker
-from shared_domain.contracts import SENDERS, Envelope
+from shared_domain.contracts import CHOREOGRAPHY_SENDERS, SENDERS, Envelope
 from shared_domain.db import UnitOfWork, create_engine, create_pool
 from shared_domain.failure_rates import FailureRates
 from shared_domain.health import breaker_check, broker_check, database_check, health_router
@@ -39,7 +39,7 @@ from shared_domain.http import (
 )
 from shared_domain.logs import configure_logging
 from shared_domain.messaging.alarms import BlockWatch
-from shared_domain.messaging.broker import Broker
+from shared_domain.messaging.broker import Broker, StyleConflict
 from shared_domain.messaging.consumer import Consumer, Handler
 from shared_domain.messaging.topology import QueueSpec
 from shared_domain.openapi import document_errors
@@ -90,7 +90,11 @@ class Runtime(Generic[S]):
         self.settings = settings
         self.engine: AsyncEngine = create_engine(settings)
         self.broker = Broker(
-            settings.amqp_url, prefetch_count=settings.prefetch_count, app_id=definition.name
+            settings.amqp_url,
+            prefetch_count=settings.prefetch_count,
+            app_id=definition.name,
+            style=settings.saga_style,
+            bindings=choreography.bindings(settings.saga_style),
         )
         self.block_watch = BlockWatch(self.broker)
         self.breakers: dict[str, Breaker] = {}
@@ -202,9 +206,11 @@ class Runtime(Generic[S]):
         s = self.settings
         await self.open_database()
         try:
-            async for attempt in startup_retrying(s.startup_timeout):
+            async for attempt in startup_retrying(s.startup_timeout, never=(StyleConflict,)):
                 with attempt:
                     await self.broker.connect()
+        except StyleConflict as exc:
+            raise SystemExit(f"{self.name}: refusing to start: {exc}") from None
         except Exception as exc:
             raise SystemExit(
                 f"{self.name}: cannot reach RabbitMQ at {s.amqp_display}: {exc}. "
@@ -226,15 +232,19 @@ class Runtime(Generic[S]):
                 preload=self.definition.preload,
             )
             self._batcher.start()
+        handlers = self.definition.build_handlers(self)
+        choreographed = s.saga_mode == choreography.CHOREOGRAPHY
+        if choreographed:  # a worker also reacts to the events that stand for its commands
+            handlers = choreography.reacting(handlers)
         consumer = Consumer(
             self.broker,
             self.definition.queue,
-            self.definition.build_handlers(self),
+            handlers,
             max_retries=s.message_max_retries,
             backoff=Backoff(s.retry_base_delay, s.retry_max_delay),
             service=self.name,
             run=self._batcher.run if self._batcher is not None else None,
-            senders=SENDERS,
+            senders=CHOREOGRAPHY_SENDERS if choreographed else SENDERS,
             max_bytes=s.max_message_bytes,
         )
         await consumer.start()

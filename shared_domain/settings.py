@@ -97,6 +97,16 @@ class ServiceSettings(BaseSettings):
         10.0, gt=0, le=3600, validation_alias="CIRCUIT_BREAKER_RESET_SECONDS"
     )
 
+    # Who runs the saga (docs/architecture.md, "Two styles"): the orchestrator sends each
+    # step's command (orchestration), or each service reacts to the event before it
+    # (choreography), the orchestrator then only observing unless SAGA_OBSERVER is off.
+    # One value for the whole deployment: a process refuses to start beside others that
+    # run another.
+    saga_mode: Literal["orchestration", "choreography"] = Field(
+        "orchestration", validation_alias="SAGA_MODE"
+    )
+    saga_observer: bool = Field(True, validation_alias="SAGA_OBSERVER")
+
     startup_timeout: float = Field(60.0, gt=0, validation_alias="STARTUP_TIMEOUT")
     # The largest request body a process reads; beyond it, 413 (a 100-line order is
     # about 15 KB).
@@ -170,6 +180,11 @@ class ServiceSettings(BaseSettings):
     def _level_in_any_case(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("saga_mode", mode="before")
+    @classmethod
+    def _mode_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("log_format", mode="before")
     @classmethod
     def _format_in_any_case(cls, value: object) -> object:
@@ -192,6 +207,13 @@ class ServiceSettings(BaseSettings):
             f"{quote(self.rabbitmq_password, safe='')}@{self.rabbitmq_host}:"
             f"{self.rabbitmq_port}/{quote(self.rabbitmq_vhost, safe='')}"
         )
+
+    @property
+    def saga_style(self) -> str:
+        """The deployment's saga style, as every process must agree on it."""
+        if self.saga_mode == "choreography" and not self.saga_observer:
+            return "choreography-unobserved"
+        return self.saga_mode
 
     @property
     def amqp_display(self) -> str:

@@ -133,9 +133,10 @@ async def measure(amqp_url: str, scratch_database: str) -> Ceiling:
     return Ceiling(rabbit, postgres)
 
 
-async def published_messages(vhost: str) -> int | None:
-    """Messages published in the vhost so far, from the management API; None without it.
-    (The API's figures lag by up to its statistics interval, 5 s by default.)"""
+async def message_counts(vhost: str) -> tuple[int, int] | None:
+    """Messages published and delivered in the vhost so far, from the management API;
+    None without it. (The API's figures lag by up to its statistics interval, 5 s by
+    default.)"""
     try:
         async with httpx.AsyncClient(timeout=5) as client:
             response = await client.get(
@@ -147,17 +148,17 @@ async def published_messages(vhost: str) -> int | None:
     if response.status_code != 200:
         return None
     stats = response.json().get("message_stats") or {}
-    return int(stats.get("publish", 0))
+    return int(stats.get("publish", 0)), int(stats.get("deliver_get", 0))
 
 
-async def settled_published_messages(vhost: str, within: float = 15.0) -> int | None:
-    """The vhost's publish count once the management API has caught up (two equal
-    readings a statistics interval apart)."""
-    last = await published_messages(vhost)
+async def settled_message_counts(vhost: str, within: float = 15.0) -> tuple[int, int] | None:
+    """The vhost's publish and delivery counts once the management API has caught up
+    (two equal readings a statistics interval apart)."""
+    last = await message_counts(vhost)
     deadline = time.monotonic() + within
     while last is not None and time.monotonic() < deadline:
         await asyncio.sleep(5.5)
-        now = await published_messages(vhost)
+        now = await message_counts(vhost)
         if now == last:
             return now
         last = now

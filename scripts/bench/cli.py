@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from scripts.bench.report import render
+from scripts.bench.report import render, render_comparison
 from scripts.bench.run import Config, run
 
 app = typer.Typer(add_completion=False, no_args_is_help=False)
@@ -26,6 +27,12 @@ SEED_RATES = (0.1, 0.05, 0.02)
 class Mode(StrEnum):
     closed = "closed"
     open = "open"
+
+
+class SagaMode(StrEnum):
+    orchestration = "orchestration"
+    choreography = "choreography"
+    both = "both"
 
 
 @app.command()
@@ -61,6 +68,16 @@ def bench(
             min=0, max=100, help="clients holding the live saga stream open through the run"
         ),
     ] = 0,
+    saga_mode: Annotated[
+        SagaMode,
+        typer.Option(
+            help="who runs the saga (SAGA_MODE); both: orchestration, choreography and "
+            "choreography without the observer, one after the other, side by side"
+        ),
+    ] = SagaMode.orchestration,
+    observer: Annotated[
+        bool, typer.Option(help="choreography: the orchestrator observes (SAGA_OBSERVER)")
+    ] = True,
     output: Annotated[Path, typer.Option(help="where the JSON result goes")] = Path(
         "bench-result.json"
     ),
@@ -84,6 +101,29 @@ def bench(
         tracing=tracing,
         stream_subscribers=stream_subscribers,
     )
+    styles = (
+        [(SagaMode.orchestration.value, True), ("choreography", True), ("choreography", False)]
+        if saga_mode is SagaMode.both
+        else [(saga_mode.value, observer)]
+    )
+    results = [
+        _run_one(replace(config, saga_mode=mode, observer=observed)) for mode, observed in styles
+    ]
+    for result in results:
+        render(result, console)
+    if len(results) > 1:
+        render_comparison(results, console)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    body = results[0] if len(results) == 1 else {"runs": results}
+    output.write_text(json.dumps(body, indent=2, default=str))
+    console.print(f"JSON: {output}; service logs: " + ", ".join(r["logs"] for r in results))
+    lost = sum(r["orders"]["without_outcome"] + r["orders"]["rejected"] for r in results)
+    broken = sum(r["invariants"]["problem_count"] + r["sagas_doing_a_step_twice"] for r in results)
+    if check and (lost or broken):
+        raise typer.Exit(1)
+
+
+def _run_one(config: Config) -> dict[str, Any]:
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -104,11 +144,4 @@ def bench(
             import uvloop
 
             result = uvloop.run(run(config, tick))
-    render(result, console)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2, default=str))
-    console.print(f"JSON: {output}; service logs: {result['logs']}")
-    lost = result["orders"]["without_outcome"] + result["orders"]["rejected"]
-    broken = result["invariants"]["problem_count"] + result["sagas_doing_a_step_twice"]
-    if check and (lost or broken):
-        raise typer.Exit(1)
+    return result

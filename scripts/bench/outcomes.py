@@ -1,5 +1,7 @@
 """Learning when sagas end without adding load: one queue of the benchmark's own, bound
-to the order outcome events the orchestrator publishes anyway."""
+to the order outcome events published anyway (the orchestrator's in orchestration; in
+choreography the confirmation's outcome, the order service's cancellation and the
+undos that could not be done)."""
 
 from __future__ import annotations
 
@@ -17,12 +19,22 @@ OUTCOMES = {
     MessageType.ORDER_CANCELLED.value: "cancelled",
     MessageType.ORDER_FAILED.value: "failed",
 }
+CHOREOGRAPHY_OUTCOMES = {
+    MessageType.NOTIFICATION_SENT.value: "completed",  # of the order confirmation
+    MessageType.NOTIFICATION_FAILED.value: "completed",
+    MessageType.ORDER_CANCELLED.value: "cancelled",
+    MessageType.PAYMENT_REFUND_FAILED.value: "failed",
+    MessageType.INVENTORY_RELEASE_FAILED.value: "failed",
+    MessageType.SHIPPING_CANCEL_FAILED.value: "failed",
+}
 
 
 class Outcomes:
     """order id -> (status, monotonic time its outcome event arrived); first one wins."""
 
-    def __init__(self) -> None:
+    def __init__(self, saga_mode: str = "orchestration") -> None:
+        self._outcomes = CHOREOGRAPHY_OUTCOMES if saga_mode == "choreography" else OUTCOMES
+        self.received = 0  # messages this queue was delivered (not the system's own)
         self.seen: dict[str, tuple[str, float]] = {}
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._connection: AbstractRobustConnection | None = None
@@ -37,16 +49,22 @@ class Outcomes:
             EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
         )
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        for key in OUTCOMES:
+        for key in self._outcomes:
             await queue.bind(exchange, routing_key=key)
         await queue.consume(self._on_message, no_ack=True)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         arrived = time.monotonic()
-        status = OUTCOMES.get(message.routing_key or "")
+        self.received += 1
+        status = self._outcomes.get(message.routing_key or "")
         if status is None:
             return
-        order_id = json.loads(message.body)["order_id"]
+        body = json.loads(message.body)
+        if body["type"].startswith("notification.") and body["payload"].get("kind") != (
+            "order_confirmation"
+        ):
+            return  # the cancellation notice: the order's outcome came before it
+        order_id = body["order_id"]
         if order_id in self.seen:
             return
         self.seen[order_id] = (status, arrived)

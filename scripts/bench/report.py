@@ -17,6 +17,46 @@ def _ms(p: dict[str, float] | None, key: str) -> str:
     return f"{p[key]:.1f}" if p else "-"
 
 
+def style(cfg: dict[str, Any]) -> str:
+    mode = cfg.get("saga_mode") or "orchestration"
+    if mode == "choreography":
+        return "choreography, " + ("observed" if cfg.get("observer") else "no observer")
+    return mode
+
+
+def render_comparison(results: list[dict[str, Any]], console: Console) -> None:
+    """The saga styles of one sitting side by side."""
+    table = Table(title="Saga styles, one sitting")
+    table.add_column("")
+    for result in results:
+        table.add_column(style(result["config"]), justify="right")
+
+    def row(name: str, value: Any) -> None:
+        table.add_row(name, *(value(r) for r in results))
+
+    def per(key: str) -> Any:
+        return lambda r: "-" if r["per_saga"].get(key) is None else f"{r['per_saga'][key]:.1f}"
+
+    row("sagas/s", lambda r: f"{r['throughput_sagas_per_s']:.1f}")
+    for q in ("p50", "p95", "p99"):
+        row(f"latency {q} (ms)", lambda r, q=q: _ms(r["latency_ms"], q))
+    row(
+        "CPU per saga, all processes (ms)",
+        lambda r: f"{sum(r['cpu_s_per_saga'].values()) * 1000:.1f}",
+    )
+    row("messages published per saga", per("messages_published"))
+    row("deliveries per saga", per("deliveries"))
+    row("PostgreSQL transactions per saga", per("transactions"))
+    row(
+        "lost / invariant problems",
+        lambda r: (
+            f"{r['orders']['without_outcome'] + r['orders']['rejected']} / "
+            f"{r['invariants']['problem_count']}"
+        ),
+    )
+    console.print(table)
+
+
 def render(result: dict[str, Any], console: Console) -> None:
     cfg = result["config"]
     load = (
@@ -28,7 +68,8 @@ def render(result: dict[str, Any], console: Console) -> None:
     console.print(
         f"[bold]{load}[/bold], {cfg['seconds']:g} s, failure rates payment {rates['payment']:g} "
         f"/ shipping {rates['shipping']:g} / notification {rates['notification']:g}, "
-        f"{cfg['replicas']} replica(s) of each service, {cfg['cpus']} CPUs"
+        f"{cfg['replicas']} replica(s) of each service, {cfg['cpus']} CPUs, "
+        f"{style(cfg)}"
         + (", tracing every saga" if cfg.get("tracing") else "")
         + (
             f", {cfg['stream_subscribers']} live-stream subscribers"
@@ -83,7 +124,11 @@ def render(result: dict[str, Any], console: Console) -> None:
     summary.add_row(
         "per saga",
         f"{per['transactions']:.1f} PostgreSQL transactions"
-        + (f", {msgs:.1f} messages published" if msgs is not None else ""),
+        + (
+            f", {msgs:.1f} messages published, {per['deliveries']:.1f} deliveries"
+            if msgs is not None
+            else ""
+        ),
     )
     console.print(summary)
 

@@ -58,6 +58,9 @@ class Config:
     tracing: bool = False
     # Clients holding the live saga stream open through the run (warm-up included).
     stream_subscribers: int = 0
+    # Who runs the saga (SAGA_MODE), and in choreography whether the orchestrator observes.
+    saga_mode: str = "orchestration"
+    observer: bool = True
     give_up: float = 300.0  # a client's patience for one order, and the drain bound
     env: dict[str, str] = field(default_factory=dict)
 
@@ -94,6 +97,8 @@ async def isolated_stack(config: Config, log_dir: Path) -> AsyncIterator[tuple[S
         "SHIPPING_FAILURE_RATE": str(config.shipping_failure_rate),
         "NOTIFICATION_FAILURE_RATE": str(config.notification_failure_rate),
         "ADMIN_API_KEY": ADMIN_KEY,
+        "SAGA_MODE": config.saga_mode,
+        "SAGA_OBSERVER": str(config.observer).lower(),
         **config.env,
     }
     stack = Stack(
@@ -233,7 +238,7 @@ async def _measure(
     await receive_goods(stack, client)
     before = {p["id"]: p for p in await read("inventory_service", "/products")}
     products = [(pid, p["price"]) for pid, p in before.items()]
-    outcomes = Outcomes()
+    outcomes = Outcomes(config.saga_mode)
     await outcomes.subscribe(amqp_url(vhost))
     order_urls = [stack.url(n) for n in stack.instances("order_service")]
     streams = StreamSubscribers(
@@ -259,9 +264,8 @@ async def _measure(
         databases = [stack.database(s) for s in SERVICES]
         # First, as it may wait for the broker's counters to settle: the other readings
         # start the measured window, and the wait must not be in it.
-        published_before = (
-            await calibrate.settled_published_messages(vhost) if config.calibrate else None
-        )
+        counts_before = await calibrate.settled_message_counts(vhost)
+        received_before = outcomes.received
         cpu_before = meter.read()
         machine_before = procstat.machine_times()
         xact_before = await calibrate.committed_transactions(databases)
@@ -297,9 +301,8 @@ async def _measure(
         cpu_after = meter.read()
         machine = procstat.machine_shares(machine_before, procstat.machine_times())
         xact_after = await calibrate.committed_transactions(databases)
-        published_after = (
-            await calibrate.settled_published_messages(vhost) if config.calibrate else None
-        )
+        counts_after = await calibrate.settled_message_counts(vhost)
+        received = outcomes.received - received_before
         peak = {
             name: procstat.peak_rss_mb(pid)
             for name, pid in meter.pids.items()
@@ -312,7 +315,8 @@ async def _measure(
     tick("checking invariants", 0, 1)
     orders = await _wait_terminal(read, driver.customer, config.give_up)
     every_order = orders + (await customer_orders(read, warm.customer) if config.warmup > 0 else [])
-    audit = await audit_orders(read, every_order, concurrency=16)
+    observed = config.saga_mode == "orchestration" or config.observer
+    audit = await audit_orders(read, every_order, concurrency=16, observed=observed)
     after = await read("inventory_service", "/products")
     problems = audit.problems + stock_problems(
         after,
@@ -335,8 +339,9 @@ async def _measure(
         len(audit.doubled),
         dict(audit.attempts),
         xact_after - xact_before,
-        (published_after - published_before)
-        if published_after is not None and published_before is not None
+        # the system's own deliveries: not those to the benchmark's outcome queue
+        (counts_after[0] - counts_before[0], counts_after[1] - counts_before[1] - received)
+        if counts_after is not None and counts_before is not None
         else None,
     )
     if config.stream_subscribers:
@@ -378,7 +383,7 @@ def _figures(
     doubled: int,
     attempts: dict[str, int],
     transactions: int,
-    published: int | None,
+    messages: tuple[int, int] | None,
 ) -> dict[str, Any]:
     accepted = [p for p in placed if p.order_id is not None]
     finished = [p for p in accepted if p.order_id in seen]
@@ -408,6 +413,8 @@ def _figures(
                 "notification": config.notification_failure_rate,
             },
             "replicas": config.replicas,
+            "saga_mode": config.saga_mode,
+            "observer": config.observer if config.saga_mode == "choreography" else None,
             "tracing": config.tracing,
             "stream_subscribers": config.stream_subscribers,
             "cpus": os.cpu_count(),
@@ -433,7 +440,8 @@ def _figures(
         "machine_cpu": machine,
         "per_saga": {
             "transactions": transactions / n,
-            "messages_published": (published / n) if published is not None else None,
+            "messages_published": (messages[0] / n) if messages is not None else None,
+            "deliveries": (messages[1] / n) if messages is not None else None,
         },
         "invariants": {"problems": problems[:50], "problem_count": len(problems)},
         "sagas_doing_a_step_twice": doubled,

@@ -11,15 +11,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
+import aio_pika.exceptions
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractRobustConnection,
 )
 
-from shared_domain.messaging.topology import declare_topology
+from shared_domain.messaging.topology import Binding, Bindings, declare_topology
 
 log = logging.getLogger(__name__)
+
+# The saga styles a process may run (ServiceSettings.saga_style).
+STYLES = ("orchestration", "choreography", "choreography-unobserved")
+STYLE_MARKER = "saga.style.{}"
+
+
+class StyleConflict(Exception):
+    """Other processes on this broker run another saga style: starting would rebind
+    their queues under them."""
 
 
 @dataclass(frozen=True)
@@ -36,8 +46,18 @@ class OutgoingMessage:
 
 
 class Broker:
-    def __init__(self, url: str, *, prefetch_count: int, app_id: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefetch_count: int,
+        app_id: str,
+        style: str = "orchestration",
+        bindings: tuple[Bindings, Mapping[str, frozenset[Binding]]] | None = None,
+    ) -> None:
         self._url = url
+        self._style = style
+        self._bindings = bindings
         self._prefetch = prefetch_count
         self._app_id = app_id
         self._connection: AbstractRobustConnection | None = None
@@ -50,9 +70,36 @@ class Broker:
             self._url, client_properties={"connection_name": self._app_id}
         )
         self._publish_channel = await self._connection.channel(publisher_confirms=True)
-        await declare_topology(self._publish_channel)
+        await self._claim_style()
+        wanted, every = self._bindings or (None, None)
+        await declare_topology(self._publish_channel, wanted, every)
         self._consume_channel = await self._connection.channel()
         await self._consume_channel.set_qos(prefetch_count=self._prefetch)
+
+    async def _claim_style(self) -> None:
+        """Say which saga style this process runs, and refuse to go on beside processes
+        that run another. Each style has a marker queue that lives while a process of
+        that style is connected (auto-delete, consumed by each): one of another style
+        with consumers means they run now."""
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        marker = await channel.declare_queue(
+            STYLE_MARKER.format(self._style), durable=False, auto_delete=True
+        )
+        await marker.consume(_nothing_to_do, no_ack=True)
+        for other in STYLES:
+            if other == self._style:
+                continue
+            probe = await self._connection.channel()  # a missing queue closes its channel
+            try:
+                found = await probe.declare_queue(STYLE_MARKER.format(other), passive=True)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                continue
+            running = found.declaration_result.consumer_count or 0
+            await probe.close()
+            if running:
+                await channel.close()
+                raise StyleConflict(_conflict(self._style, other, running))
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -148,3 +195,19 @@ class Broker:
             await self.publish(messages[0])
         elif messages:
             await asyncio.gather(*(self.publish(m) for m in messages))
+
+
+async def _nothing_to_do(_message: object) -> None:
+    """The style marker queue never gets a message: it is consumed to exist."""
+
+
+def _conflict(mine: str, theirs: str, running: int) -> str:
+    def setting(style: str) -> str:
+        mode, _, observer = style.partition("-")
+        return f"SAGA_MODE={mode}" + (" SAGA_OBSERVER=false" if observer else "")
+
+    return (
+        f"this process runs {setting(mine)}, but {running} process(es) on this broker run "
+        f"{setting(theirs)}: every process of a deployment must run the same SAGA_MODE "
+        "and SAGA_OBSERVER. Stop them first, or start this one with their settings."
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -53,6 +54,17 @@ PLAIN_ENCODINGS = frozenset({"", "utf-8", "identity"})
 
 class PermanentError(Exception):
     """The message can never be processed; retrying would not help."""
+
+
+# Whether the message being handled is on its last try: a failure now dead-letters it.
+_FINAL_TRY: ContextVar[bool] = ContextVar("final_try", default=True)
+
+
+def final_try() -> bool:
+    """Whether a failure of the message being handled is its last (True outside a
+    consumer): a handler that may give up with an answer of its own (a refund that
+    could not be done) gives it then, and before then fails to be retried with backoff."""
+    return _FINAL_TRY.get()
 
 
 class Consumer:
@@ -135,9 +147,10 @@ class Consumer:
             return
 
         headers = message.headers or {}
+        exchange = message.exchange or self._spec.exchange  # choreography: events too
         with (
             logs.bind_message(envelope),
-            tracing.process_span(envelope, headers, self._spec.exchange) as span,
+            tracing.process_span(envelope, headers, exchange) as span,
         ):
             outcome = await self._handle(message, handler, envelope, payload)
             span.set_attribute("saga.outcome", outcome)
@@ -149,6 +162,8 @@ class Consumer:
         self, message: AbstractIncomingMessage, handler: Handler, envelope: Envelope, payload: Any
     ) -> str:
         """Run the handler and settle the message by its outcome; returns the outcome."""
+        retries = _count(message.headers or {}, RETRY_COUNT_HEADER)
+        _FINAL_TRY.set(retries >= self._max_retries)
         try:
             await self._run(handler, envelope, payload)
         except PermanentError as exc:

@@ -6,10 +6,16 @@ For each consuming queue `<q>`:
 - `<q>.dlq` holds its dead letters (bound to `saga.dlx` with key `<q>`);
 - `<q>.retry` holds messages waiting out a backoff delay (per-message TTL); when the
   TTL expires the broker dead-letters them back into `<q>` through the default exchange.
+
+The queues are the same in both saga styles; what each is bound to is not (a
+`Bindings`, from shared_domain.choreography.bindings). A process binds its style's and
+unbinds every other style's, so a deployment switched from one style to the other
+leaves no queue collecting messages that no one will handle.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import aio_pika
@@ -85,7 +91,25 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
 )
 
 
-async def declare_topology(channel: AbstractChannel) -> None:
+# A binding: (exchange, routing key).
+Binding = tuple[str, str]
+# What each queue is bound to, by queue name.
+Bindings = Mapping[str, frozenset[Binding]]
+
+
+def orchestration_bindings() -> dict[str, frozenset[Binding]]:
+    return {q.name: frozenset((q.exchange, k) for k in q.routing_keys) for q in ALL_QUEUES}
+
+
+async def declare_topology(
+    channel: AbstractChannel,
+    bindings: Bindings | None = None,
+    unbind: Mapping[str, Iterable[Binding]] | None = None,
+) -> None:
+    """Declare everything, bind each queue as `bindings` says (default: orchestration's)
+    and remove its `unbind` bindings (another style's)."""
+    bindings = bindings or orchestration_bindings()
+    unbind = unbind or {}
     for name in (COMMANDS_EXCHANGE, EVENTS_EXCHANGE):
         await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
     dlx = await channel.declare_exchange(
@@ -100,8 +124,11 @@ async def declare_topology(channel: AbstractChannel) -> None:
                 "x-dead-letter-routing-key": spec.name,
             },
         )
-        for key in spec.routing_keys:
-            await queue.bind(spec.exchange, routing_key=key)
+        wanted = bindings.get(spec.name, frozenset())
+        for exchange, key in sorted(wanted):
+            await queue.bind(exchange, routing_key=key)
+        for exchange, key in sorted(set(unbind.get(spec.name, ())) - wanted):
+            await queue.unbind(exchange, routing_key=key)
         dlq = await channel.declare_queue(spec.dlq, durable=True)
         await dlq.bind(dlx, routing_key=spec.name)
         await channel.declare_queue(

@@ -59,6 +59,7 @@ class Api:
     vhost: str = "/"
     admin_key: str = ADMIN_KEY
     rates: dict[str, float] = field(default_factory=dict)  # as this client last set them
+    mode: str = "orchestration"  # its SAGA_MODE
 
     def url(self, service: str, path: str) -> str:
         return f"{self.stack.url(service)}/api/v1{path}"
@@ -244,6 +245,42 @@ async def own_stack(
             )
     finally:
         delete_vhost(name)
+
+
+@pytest.fixture(scope="session")
+async def choreographed(
+    vhost: str, db_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Api]:
+    """A stack of its own in SAGA_MODE=choreography, beside the session's orchestrated
+    one, with the same knobs (an undo is retried by its service: MESSAGE_MAX_RETRIES 2
+    is the three attempts COMPENSATION_MAX_ATTEMPTS gives the orchestrator) and a saga
+    deadline of 10 s (every saga here ends within a few). Small pools: it runs beside
+    the session's stack."""
+    async with own_stack(
+        f"{vhost}_choreography",
+        f"{db_prefix}choreo_",
+        tmp_path_factory.mktemp("choreography-logs"),
+        {
+            "SAGA_MODE": "choreography",
+            "SAGA_DEADLINE_SECONDS": "10",
+            "DEADLINE_CHECK_INTERVAL": "0.5",
+            "MESSAGE_MAX_RETRIES": "2",
+            "RETRY_BASE_DELAY": "0.1",
+            "DB_POOL_SIZE": "4",
+            "DB_READ_POOL_SIZE": "2",
+        },
+        {},
+    ) as api:
+        api.mode = "choreography"
+        yield api
+
+
+@pytest.fixture(params=["orchestration", "choreography"])
+def saga_api(request: pytest.FixtureRequest) -> Api:
+    """The session's stack in each saga style: a test taking it runs once per style."""
+    fixture = "api" if request.param == "orchestration" else "choreographed"
+    api: Api = request.getfixturevalue(fixture)
+    return api
 
 
 @pytest.fixture(scope="module")

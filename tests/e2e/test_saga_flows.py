@@ -1,10 +1,14 @@
-"""The order saga end to end, over HTTP only: the happy path and every compensation."""
+"""The order saga end to end, over HTTP only: the happy path and every compensation, in
+both saga styles (orchestration, and choreography with the orchestrator observing)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from tests.e2e.conftest import LAPTOP, PRICES, Api, line, money
+from scripts.stack import StackError
+from tests.e2e.conftest import LAPTOP, PRICES, Api, line, money, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -13,7 +17,8 @@ def history_of(saga: dict) -> list[tuple[str, str]]:
     return [(h["step"], h["status"]) for h in saga["history"]]
 
 
-async def test_happy_path(api: Api) -> None:
+async def test_happy_path(saga_api: Api) -> None:
+    api = saga_api
     await api.failure_rates()
     first = await api.in_stock(1)
     second = await api.in_stock(2, exclude=(first,))
@@ -55,7 +60,8 @@ async def test_happy_path(api: Api) -> None:
     }
 
 
-async def test_payment_failure_cancels_with_nothing_to_undo(api: Api) -> None:
+async def test_payment_failure_cancels_with_nothing_to_undo(saga_api: Api) -> None:
+    api = saga_api
     await api.failure_rates(payment=1.0)
     before = await api.stock()
     order = await api.place([line(await api.in_stock(2), 2)])
@@ -72,7 +78,8 @@ async def test_payment_failure_cancels_with_nothing_to_undo(api: Api) -> None:
     assert [n["kind"] for n in notes] == ["order_cancelled"]
 
 
-async def test_shortage_refunds_payment_and_keeps_stock(api: Api) -> None:
+async def test_shortage_refunds_payment_and_keeps_stock(saga_api: Api) -> None:
+    api = saga_api
     await api.failure_rates()
     before = await api.stock()
     order = await api.place([line(LAPTOP, 1000)])
@@ -88,7 +95,8 @@ async def test_shortage_refunds_payment_and_keeps_stock(api: Api) -> None:
     assert await api.stock() == before
 
 
-async def test_shipping_failure_releases_inventory_then_refunds(api: Api) -> None:
+async def test_shipping_failure_releases_inventory_then_refunds(saga_api: Api) -> None:
+    api = saga_api
     await api.failure_rates(shipping=1.0)
     before = await api.stock()
     order = await api.place([line(await api.in_stock(3), 3)])
@@ -111,7 +119,8 @@ async def test_shipping_failure_releases_inventory_then_refunds(api: Api) -> Non
     assert saga["status"] == "cancelled"
 
 
-async def test_notification_failure_still_completes(api: Api) -> None:
+async def test_notification_failure_still_completes(saga_api: Api) -> None:
+    api = saga_api
     await api.failure_rates(notification=1.0)
     order = await api.place([line(await api.in_stock(1), 1)])
     done = await api.wait_terminal(order["id"])
@@ -126,7 +135,8 @@ async def test_notification_failure_still_completes(api: Api) -> None:
     assert saga["steps"]["notification"]["error"]
 
 
-async def test_failed_compensation_ends_failed_for_manual_intervention(api: Api) -> None:
+async def test_failed_compensation_ends_failed_for_manual_intervention(saga_api: Api) -> None:
+    api = saga_api
     await api.failure_rates()
     await api.stack.restart("payment_service", {"PAYMENT_REFUND_FAILURE_RATE": "1.0"})
     try:
@@ -139,6 +149,62 @@ async def test_failed_compensation_ends_failed_for_manual_intervention(api: Api)
     saga = await api.data("saga_orchestrator", f"/sagas/{order['saga_id']}")
     assert saga["status"] == "failed"
     assert saga["steps"]["payment"]["status"] == "compensation_failed"
-    assert saga["steps"]["payment"]["compensation_attempts"] == 3
+    if api.mode == "orchestration":  # the orchestrator tried the refund three times
+        assert saga["steps"]["payment"]["compensation_attempts"] == 3
+    else:  # the payment service did, retrying its message; the observer saw the last try
+        refunds = [line for line in api.stack.output("payment_service") if "refund" in line]
+        assert sum(f"order {order['id']}" in line and "retry" in line for line in refunds) == 2
     failed = (await api.get("saga_orchestrator", "/sagas", status="failed")).json()["data"]
     assert order["saga_id"] in [s["id"] for s in failed["items"]]
+
+
+async def test_a_saga_with_no_outcome_in_time_is_unwound_by_the_order_service(
+    choreographed: Api,
+) -> None:
+    api = choreographed
+    await api.failure_rates()
+    before = await api.stock()
+    await api.stack.stop(["shipping_service"])
+    try:
+        order = await api.place([line(await api.in_stock(1), 1)])
+
+        async def unwinding() -> bool:
+            saga = await api.data("saga_orchestrator", f"/sagas/{order['saga_id']}")
+            return bool(saga) and saga["status"] == "compensating"
+
+        await wait_for(unwinding, "the order service's unwind", timeout=30)
+        assert (await api.order(order["id"]))["status"] == "processing"
+    finally:
+        await api.stack.start(["shipping_service"])
+    done = await api.wait_terminal(order["id"])
+    assert done["status"] == "cancelled"
+    assert "no outcome within 10s of the order: unwound" in done["failure_reason"]
+    payment = await api.data("payment_service", f"/orders/{order['id']}/payment")
+    reservation = await api.data("inventory_service", f"/orders/{order['id']}/reservation")
+    shipment = await api.data("shipping_service", f"/orders/{order['id']}/shipment")
+    assert (payment["status"], reservation["status"]) == ("refunded", "released")
+    assert shipment["status"] == "cancelled", "booked late and cancelled, or refused"
+    assert await api.stock() == before
+
+    async def cancelled() -> dict[str, Any] | None:
+        saga = await api.data("saga_orchestrator", f"/sagas/{order['saga_id']}")
+        return saga if saga["status"] == "cancelled" else None
+
+    saga = await wait_for(cancelled, "the observer's cancellation")
+    assert ("saga", "compensation forced") in history_of(saga)
+    assert saga["steps"]["shipping"]["status"] == "compensated"
+    assert saga["steps"]["payment"]["status"] == "compensated"
+
+
+async def test_a_process_of_another_saga_style_refuses_to_start(choreographed: Api) -> None:
+    stack = choreographed.stack
+    try:
+        with pytest.raises(StackError) as refused:
+            await stack.restart("notification_service", {"SAGA_MODE": "orchestration"})
+        said = "\n".join(refused.value.lines)
+        assert "refusing to start: this process runs SAGA_MODE=orchestration, but" in said
+        assert "run SAGA_MODE=choreography" in said
+    finally:
+        await stack.restart("notification_service", {"SAGA_MODE": "choreography"})
+    order = await choreographed.place([line(await choreographed.in_stock(1), 1)])
+    assert (await choreographed.wait_terminal(order["id"]))["status"] == "completed"

@@ -50,10 +50,12 @@ class Captured:
         return json.loads((await self.next(timeout)).body)
 
     async def nothing_within(self, seconds: float) -> bool:
+        """Whether no message comes within `seconds`; one that comes stays for `next`."""
         try:
-            await asyncio.wait_for(self.messages.get(), seconds)
+            message = await asyncio.wait_for(self.messages.get(), seconds)
         except TimeoutError:
             return True
+        self.messages.put_nowait(message)  # back for `next` (behind any that came since)
         return False
 
 
