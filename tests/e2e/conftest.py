@@ -247,14 +247,14 @@ async def own_stack(
         delete_vhost(name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def choreographed(
     vhost: str, db_prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Api]:
     """A stack of its own in SAGA_MODE=choreography, beside the session's orchestrated
     one, with the same knobs (an undo is retried by its service: MESSAGE_MAX_RETRIES 2
     is the three attempts COMPENSATION_MAX_ATTEMPTS gives the orchestrator) and a saga
-    deadline of 10 s (every saga here ends within a few). Small pools: it runs beside
+    deadline of 5 s (every saga here ends within two). Small pools: it runs beside
     the session's stack."""
     async with own_stack(
         f"{vhost}_choreography",
@@ -262,7 +262,7 @@ async def choreographed(
         tmp_path_factory.mktemp("choreography-logs"),
         {
             "SAGA_MODE": "choreography",
-            "SAGA_DEADLINE_SECONDS": "10",
+            "SAGA_DEADLINE_SECONDS": "5",
             "DEADLINE_CHECK_INTERVAL": "0.5",
             "MESSAGE_MAX_RETRIES": "2",
             "RETRY_BASE_DELAY": "0.1",
