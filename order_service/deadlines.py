@@ -37,7 +37,7 @@ async def fire_due(rt: Runtime[Settings]) -> int:
     wait = rt.settings.saga_deadline
     before = now - timedelta(seconds=wait)
     async with rt.uow() as uow:
-        orders = await repository.overdue(uow.conn, before, before, BATCH)
+        orders = await repository.overdue(uow.conn, before, BATCH)
         for order in orders:
             if order.unwind(now):
                 reason = f"no outcome within {wait:g}s of the order: unwound"

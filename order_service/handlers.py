@@ -14,7 +14,12 @@ from order_service import repository
 from order_service.domain import Order, OrderStatus
 from order_service.messages import order_cancelled
 from order_service.settings import Settings
-from shared_domain.choreography import CHOREOGRAPHY, ORDER_SUBSCRIPTIONS
+from shared_domain.choreography import (
+    CHOREOGRAPHY,
+    ORDER_SUBSCRIPTIONS,
+    names_a_failed_undo,
+    undo_failed,
+)
 from shared_domain.contracts import Envelope, MessageType, NotificationKind, utcnow
 from shared_domain.db import UnitOfWork
 from shared_domain.messaging.consumer import Handler, PermanentError
@@ -39,15 +44,14 @@ def _outcome(event: MessageType, payload: dict[str, Any]) -> tuple[OrderStatus, 
     if event is MessageType.PAYMENT_FAILED:
         return OrderStatus.CANCELLED, f"payment failed: {reason}"
     if event is MessageType.PAYMENT_REFUNDED:  # the last undo: its reason came back along them
-        if str(reason).startswith("compensation of"):  # an undo before it could not be done
+        if names_a_failed_undo(reason):  # an undo before it could not be done
             return OrderStatus.FAILED, reason
         return OrderStatus.CANCELLED, reason or "cancelled"
     if event in (MessageType.NOTIFICATION_SENT, MessageType.NOTIFICATION_FAILED):
         if payload.get("kind") != NotificationKind.ORDER_CONFIRMATION.value:
             return None  # the cancellation notice: the order has ended already
         return OrderStatus.COMPLETED, None
-    step = event.value.split(".", 1)[0]  # an undo that could not be done
-    return OrderStatus.FAILED, f"compensation of {step} failed: {reason}"
+    return OrderStatus.FAILED, undo_failed(event.value.split(".", 1)[0], reason)
 
 
 async def preload(uow: UnitOfWork, messages: list[tuple[Envelope, object]]) -> None:

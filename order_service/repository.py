@@ -108,19 +108,17 @@ async def save(conn: Connection, order: Order) -> None:
     )
 
 
-# Choreography's deadlines: open orders placed before $1 and not unwound, or unwound
-# before $2; locked, so that replicas of the watcher share them out.
+# Choreography's deadlines: open orders placed, or unwound, before $1; locked, so that
+# replicas of the watcher share them out.
 _OVERDUE = (
     "SELECT * FROM orders WHERE status IN ('pending', 'processing') AND "
-    "((unwound_at IS NULL AND created_at < $1) OR unwound_at < $2) "
-    "ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED"
+    "((unwound_at IS NULL AND created_at < $1) OR unwound_at < $1) "
+    "ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
 )
 
 
-async def overdue(
-    conn: Connection, placed_before: datetime, unwound_before: datetime, limit: int
-) -> list[Order]:
-    return [_order(r) for r in await conn.fetch(_OVERDUE, placed_before, unwound_before, limit)]
+async def overdue(conn: Connection, before: datetime, limit: int) -> list[Order]:
+    return [_order(r) for r in await conn.fetch(_OVERDUE, before, limit)]
 
 
 _ORDERS = LockedRows("orders", _order)

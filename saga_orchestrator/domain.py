@@ -388,12 +388,7 @@ class Saga:
         operator's forced compensation would; False if the saga is not running."""
         if self.status is not SagaStatus.RUNNING:
             return False
-        self.failure_reason = reason
-        self._log(SAGA, HistoryStatus.COMPENSATION_FORCED, "order_service", reason)
-        for step in FORWARD:
-            if self.steps[step].status is StepStatus.IN_PROGRESS:
-                self._finish(step, StepStatus.ABANDONED, "timeout", now, error=reason)
-        self._compensate_next(now, policy)
+        self._abandon_and_undo(now, policy, reason, reason, by="order_service", cause="timeout")
         self._forget_commands()
         return True
 
@@ -486,14 +481,23 @@ class Saga:
             raise SagaConflict(
                 f"saga is {self.status.value}; only a running saga can be compensated{hint}"
             )
-        self.failure_reason = f"compensation forced: {reason}"
-        self._log(SAGA, HistoryStatus.COMPENSATION_FORCED, "admin", reason)
-        for step in FORWARD:
-            if self.steps[step].status is StepStatus.IN_PROGRESS:
-                self._finish(step, StepStatus.ABANDONED, "admin", now, error=self.failure_reason)
-        return self._compensate_next(now, policy)
+        return self._abandon_and_undo(
+            now, policy, f"compensation forced: {reason}", reason, by="admin", cause="admin"
+        )
 
     # ------------------------------------------------------------------ internals
+
+    def _abandon_and_undo(
+        self, now: datetime, policy: SagaPolicy, failure: str, reason: str, *, by: str, cause: str
+    ) -> list[Outgoing]:
+        """Stop the running saga (`by` says who) and undo what it did, including the step
+        in flight: its command may still run."""
+        self.failure_reason = failure
+        self._log(SAGA, HistoryStatus.COMPENSATION_FORCED, by, reason)
+        for step in FORWARD:
+            if self.steps[step].status is StepStatus.IN_PROGRESS:
+                self._finish(step, StepStatus.ABANDONED, cause, now, error=failure)
+        return self._compensate_next(now, policy)
 
     def _dispatch(
         self,

@@ -57,12 +57,25 @@ def _order(event: Envelope) -> dict[str, Any]:
     return order
 
 
+_UNDO_FAILED = "compensation of {step} failed: {reason}"
+
+
+def undo_failed(step: str, reason: object) -> str:
+    """The reason an undo that could not be done gives, carried back along the undos
+    still to run: the order service ends such a saga `failed`."""
+    return _UNDO_FAILED.format(step=step, reason=reason)
+
+
+def names_a_failed_undo(reason: object) -> bool:
+    return str(reason).startswith(_UNDO_FAILED.split("{", 1)[0])
+
+
 def _because(event: Envelope) -> str:
     """Why an undo runs: the reason carried back, or the failure that started it."""
     reason = event.payload.get("reason")
     step = event.type.split(".", 1)[0]
     if event.type.endswith("_failed"):  # an undo after it could not be done
-        return f"compensation of {step} failed: {reason}"
+        return undo_failed(step, reason)
     if event.type.endswith(".failed"):
         return f"{step} failed: {reason}"
     return str(reason or f"{event.type} (saga compensation)")
