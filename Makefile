@@ -1,8 +1,11 @@
 # make run    start all six services locally (installs into .venv on first use)
 # make test   lint, type-check and run the whole test suite against the local
-#             PostgreSQL and RabbitMQ (isolated: own vhost and database names)
-# make chaos  the long chaos run: 3 replicas of everything, longer load and outages,
-#             and a real RabbitMQ stop/start (it restarts the local broker)
+#             PostgreSQL and RabbitMQ (isolated: own vhost and database names): the
+#             unit, integration and e2e tests on two workers, then the short chaos run
+#             in each saga style on its own (its memory alarm is broker-wide)
+# make chaos  the long chaos run, in each saga style (CHAOS_SAGA_MODE=orchestration or
+#             choreography for one): 3 replicas of everything, longer load and
+#             outages, and a real RabbitMQ stop/start (it restarts the local broker)
 # make bench  the benchmark (ARGS="--help" lists its options)
 # make bench-pages  the console's pages timed with 100,000 sagas stored
 
@@ -28,7 +31,8 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy .
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not chaos" -n 2
+	$(PY) -m pytest -m chaos
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

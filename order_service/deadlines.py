@@ -7,7 +7,8 @@ failure (shipping cancels or leaves a tombstone that refuses a late booking, inv
 releases, payment refunds, the order is cancelled). Every step before it may or may not
 have run, which is why the unwind starts at the last one: an undo of what never ran only
 leaves its tombstone. A saga still without an outcome that long after the unwind fails,
-for a human to look at (a message of it may be in a dead-letter queue). Deadlines come
+for a human to look at (a message of it may be in a dead-letter queue), and
+`order.failed` says so to the observer. Deadlines come
 from the orders' rows, so they survive a restart, and replicas share them out by
 locking (SKIP LOCKED)."""
 
@@ -20,7 +21,7 @@ from datetime import timedelta
 
 from order_service import repository
 from order_service.domain import OrderStatus
-from order_service.messages import unwind
+from order_service.messages import given_up, unwind
 from order_service.settings import Settings
 from shared_domain.choreography import CHOREOGRAPHY
 from shared_domain.contracts import utcnow
@@ -55,8 +56,13 @@ async def fire_due(rt: Runtime[Settings]) -> int:
                     "may be in a dead-letter queue"
                 )
                 order.settle(OrderStatus.FAILED, reason, now)
+                uow.emit(given_up(order, reason))
                 uow.log_on_commit(
-                    log, "order %s is now failed (%s)", order.id, reason, level=logging.ERROR
+                    log,
+                    "order %s is now failed (%s; order.failed sent)",
+                    order.id,
+                    reason,
+                    level=logging.ERROR,
                 )
             await repository.save(uow.conn, order)
         await uow.commit()

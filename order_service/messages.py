@@ -1,5 +1,6 @@
 """The envelopes the order service sends: `order.created`, which starts the saga, and
-in choreography `order.cancelled`, on which the customer is told."""
+in choreography `order.cancelled`, on which the customer is told, the unwind of a saga
+with no outcome in time, and `order.failed` when even the unwind gets none."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from shared_domain.contracts import (
     MessageType,
     OrderCancelled,
     OrderCreated,
+    OrderFailed,
 )
 
 SOURCE = "order_service"
@@ -47,11 +49,22 @@ def order_cancelled(order: Order, cause: Envelope) -> Envelope:
 def unwind(order: Order, reason: str) -> Envelope:
     """Choreography: undo a saga that had no outcome in time from its last critical step
     back (`shipping.cancel`; each undo's event starts the one before it)."""
+    return _about(order, MessageType.SHIPPING_CANCEL, CancelShipment(reason=reason))
+
+
+def given_up(order: Order, reason: str) -> Envelope:
+    """Choreography: the order ended failed with no outcome of its unwind; the observer
+    hears it (its saga view would otherwise wait for that outcome for ever)."""
+    return _about(order, MessageType.ORDER_FAILED, OrderFailed(reason=reason))
+
+
+def _about(order: Order, type_: MessageType, payload: CancelShipment | OrderFailed) -> Envelope:
+    """A message the order service sends of its own accord (no message caused it)."""
     return Envelope(
-        type=MessageType.SHIPPING_CANCEL.value,
+        type=type_.value,
         saga_id=order.saga_id,
         order_id=order.id,
         correlation_id=str(order.saga_id),
         source=SOURCE,
-        payload=CancelShipment(reason=reason).model_dump(mode="json"),
+        payload=payload.model_dump(mode="json"),
     )

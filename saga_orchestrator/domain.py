@@ -59,6 +59,7 @@ class StepStatus(StrEnum):
 
 ACTIVE = frozenset({StepStatus.IN_PROGRESS, StepStatus.COMPENSATING})
 TO_UNDO = frozenset({StepStatus.COMPLETED, StepStatus.ABANDONED, StepStatus.COMPENSATION_PENDING})
+UNDONE = frozenset({StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED})
 
 
 class Observation(StrEnum):
@@ -67,6 +68,7 @@ class Observation(StrEnum):
     APPLIED = "applied"
     STALE = "stale"  # a repeat, or too late to matter: ignored
     EARLY = "early"  # it comes after an event not seen yet: wait for that one
+    KEPT = "kept"  # an undo's outcome before the saga undoes the step: kept until it does
 
 
 class SagaConflict(Exception):
@@ -167,9 +169,14 @@ class StepState:
     sent_at: datetime | None = None
     sends: int = 0
     deadline: datetime | None = None
+    # Choreography: the outcome event of this step's undo ({"type", "payload"}), seen
+    # before the saga undid the step: the undo of a saga the order service unwinds can
+    # reach the observer before the unwind does. Applied once the saga undoes the step.
+    early_undo: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        kept = {"early_undo": self.early_undo} if self.early_undo else {}
+        return kept | {
             "status": self.status.value,
             "attempts": self.attempts,
             "compensation_attempts": self.compensation_attempts,
@@ -195,6 +202,7 @@ class StepState:
             sent_at=_dt(raw.get("sent_at")),
             sends=raw.get("sends", 0),
             deadline=_dt(raw.get("deadline")),
+            early_undo=raw.get("early_undo"),
         )
 
 
@@ -364,24 +372,48 @@ class Saga:
     ) -> Observation:
         """Choreography: follow a service's event as if it answered the saga's command,
         but send nothing (each service acts on the event itself), keep no deadline and
-        take a failed undo as final (the service retried it). An event ahead of what
-        was seen (a forward step not begun, an undo not yet due) is `EARLY`: the events
-        of one saga may reach the observer out of order when one of them is retried."""
+        take a failed undo as final (the service retried it). The events of one saga
+        may reach the observer out of order when one of them is retried: a forward
+        step's event before the step began is `EARLY`; an undo's outcome before the
+        saga undoes the step is `KEPT` on the step and applied when it does (an undo
+        is final: it would answer the same again)."""
         step, outcome = REPLIES[event]
         state = self.steps[step]
         before = state.status
-        if self.handle(event, payload, now, replace(policy, compensation_max_attempts=0)) is None:
-            forward = outcome in (Outcome.SUCCEEDED, Outcome.FAILED)
-            # A forward step not begun is early only while the saga runs: once it is
-            # undone, such an event is a late action its service refused.
-            early = (
-                self.status is SagaStatus.RUNNING and before is StepStatus.PENDING
-                if forward
-                else not self.is_terminal and before in TO_UNDO
-            )
-            return Observation.EARLY if early else Observation.STALE
+        observing = replace(policy, compensation_max_attempts=0)
+        if self.handle(event, payload, now, observing) is None:
+            if outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
+                # A forward step not begun is early only while the saga runs: once it
+                # is undone, such an event is a late action its service refused.
+                early = self.status is SagaStatus.RUNNING and before is StepStatus.PENDING
+                return Observation.EARLY if early else Observation.STALE
+            if self.is_terminal or before in UNDONE or state.early_undo is not None:
+                return Observation.STALE
+            if before is StepStatus.PENDING and self.status is not SagaStatus.RUNNING:
+                return Observation.STALE  # the tombstone of a step the undos came before
+            state.early_undo = {"type": event.value, "payload": payload}
+            self.updated_at = now
+            return Observation.KEPT
+        self._apply_early_undos(now, observing)
         self._forget_commands()
         return Observation.APPLIED
+
+    def _apply_early_undos(self, now: datetime, policy: SagaPolicy) -> None:
+        """The undo outcomes kept for steps the saga is now undoing, in its order."""
+        while True:
+            kept = next(
+                (
+                    s
+                    for s in reversed(FORWARD)
+                    if self.steps[s].status is StepStatus.COMPENSATING and self.steps[s].early_undo
+                ),
+                None,
+            )
+            if kept is None:
+                return
+            undo = self.steps[kept].early_undo or {}
+            self.steps[kept].early_undo = None
+            self.handle(MessageType(undo["type"]), undo["payload"], now, policy)
 
     def unwind_observed(self, now: datetime, policy: SagaPolicy, reason: str) -> bool:
         """Choreography: the order service unwinds the saga (no outcome in time), as an
@@ -389,6 +421,24 @@ class Saga:
         if self.status is not SagaStatus.RUNNING:
             return False
         self._abandon_and_undo(now, policy, reason, reason, by="order_service", cause="timeout")
+        self._apply_early_undos(now, replace(policy, compensation_max_attempts=0))
+        self._forget_commands()
+        return True
+
+    def fail_observed(self, now: datetime, reason: str) -> bool:
+        """Choreography: the order service failed the order, with no outcome long after
+        it unwound the saga. What was still awaited is given up on (an undo as failed, a
+        step as abandoned) and the saga fails; False if it had ended already."""
+        if self.is_terminal:
+            return False
+        for step in FORWARD:
+            state = self.steps[step]
+            if state.status is StepStatus.COMPENSATING:
+                self._finish(step, StepStatus.COMPENSATION_FAILED, "order_service", now, reason)
+            elif state.status is StepStatus.IN_PROGRESS:
+                self._finish(step, StepStatus.ABANDONED, "order_service", now, reason)
+        self.failure_reason = f"{self.failure_reason}; {reason}" if self.failure_reason else reason
+        self._fail(now)
         self._forget_commands()
         return True
 

@@ -7,23 +7,31 @@ domain decide, save, commit."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from saga_orchestrator import metrics, repository
 from saga_orchestrator.domain import REPLIES, Observation, Saga, SagaPolicy
 from saga_orchestrator.messages import identify, saga_started_by
 from saga_orchestrator.settings import Settings
-from shared_domain.contracts import CancelShipment, Envelope, MessageType, OrderCreated, utcnow
+from shared_domain.contracts import (
+    CancelShipment,
+    Envelope,
+    MessageType,
+    OrderCreated,
+    OrderFailed,
+    utcnow,
+)
 from shared_domain.db import UnitOfWork
-from shared_domain.messaging.consumer import Handler, PermanentError
+from shared_domain.messaging.consumer import Handler, PermanentError, WaitingFor
 from shared_domain.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-class NotSeenYet(Exception):
-    """The event follows one the observer has not seen yet (its retry waits for it)."""
+class NotSeenYet(WaitingFor):
+    """The event follows one the observer has not seen yet: it waits for it (up to
+    MESSAGE_MAX_WAIT, not spending its retries)."""
 
 
 async def _keep(uow: UnitOfWork, saga: Saga, cause: Envelope, now: datetime, what: str) -> None:
@@ -87,31 +95,51 @@ def build_observer(rt: Runtime[Settings]) -> Mapping[MessageType, Handler]:
                 )
                 await uow.commit()
                 return
-            await _keep(uow, saga, envelope, now, f"{event} observed, saga {saga.status}")
+            if seen is Observation.KEPT:
+                what = f"{event} kept until the saga undoes its {step} step"
+            else:
+                what = f"{event} observed, saga {saga.status}"
+            await _keep(uow, saga, envelope, now, what)
 
-    async def unwound(envelope: Envelope, command: CancelShipment) -> None:
-        """The order service gave up waiting and unwinds the saga from shipping back."""
-        async with rt.uow(envelope) as uow:
-            if not uow.claimed:
-                await uow.commit()
-                return
-            saga = await repository.locked(uow, envelope.saga_id)
-            if saga is None:
-                raise NotSeenYet(f"unwind of saga {envelope.saga_id}, not observed yet")
-            now = utcnow()
-            if not saga.unwind_observed(now, policy, command.reason):
-                uow.log_on_commit(
-                    log, "unwind of order %s ignored: saga is %s", saga.order_id, saga.status
-                )
-                await uow.commit()
-                return
-            await _keep(
-                uow, saga, envelope, now, f"unwound by the order service ({command.reason})"
-            )
+    def by_the_order_service(what: str, act: Callable[[Saga, datetime, str], bool]) -> Handler:
+        """A handler of the order service's own word on a saga (its unwind, its giving
+        up): `act` applies it, False when the saga's state does not take it."""
+
+        async def handle(envelope: Envelope, payload: CancelShipment | OrderFailed) -> None:
+            async with rt.uow(envelope) as uow:
+                if not uow.claimed:
+                    await uow.commit()
+                    return
+                saga = await repository.locked(uow, envelope.saga_id)
+                if saga is None:
+                    raise NotSeenYet(f"{envelope.type} of saga {envelope.saga_id}, not seen yet")
+                now = utcnow()
+                if not act(saga, now, payload.reason):
+                    uow.log_on_commit(
+                        log,
+                        "%s of order %s ignored: saga is %s",
+                        envelope.type,
+                        saga.order_id,
+                        saga.status,
+                    )
+                    await uow.commit()
+                    return
+                await _keep(uow, saga, envelope, now, f"{what} ({payload.reason})")
+
+        return handle
+
+    # The order service gave up waiting and unwinds the saga from shipping back; then,
+    # with no outcome of the unwind either, it failed the order.
+    unwound = by_the_order_service(
+        "unwound by the order service",
+        lambda saga, now, reason: saga.unwind_observed(now, policy, reason),
+    )
+    given_up = by_the_order_service("failed by the order service", Saga.fail_observed)
 
     handlers: dict[MessageType, Handler] = {
         MessageType.ORDER_CREATED: saga_started,
         MessageType.SHIPPING_CANCEL: unwound,
+        MessageType.ORDER_FAILED: given_up,
     }
     handlers.update({event: observed for event in REPLIES})
     return handlers

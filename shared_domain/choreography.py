@@ -207,15 +207,17 @@ def reacting(commands: Mapping[MessageType, Handler]) -> dict[MessageType, Handl
 def choreography_bindings(observed: bool) -> dict[str, frozenset[Binding]]:
     """Each worker's queue: the events it reacts to and its undo commands (a saga given
     up on is unwound by command); the order service's: ORDER_SUBSCRIPTIONS; the
-    orchestrator's: every event while it observes, none when it does not."""
+    orchestrator's: every event while it observes (with the order service's unwind and
+    `order.failed`), none when it does not."""
     result: dict[str, frozenset[Binding]] = {}
     for queue in ALL_QUEUES:
         if queue is ORDER_EVENTS:
             wanted = {(EVENTS_EXCHANGE, t.value) for t in ORDER_SUBSCRIPTIONS}
-        elif queue is ORCHESTRATOR_EVENTS:  # and the order service's unwind
+        elif queue is ORCHESTRATOR_EVENTS:  # and the order service's unwind and failure
             wanted = (
                 {(queue.exchange, k) for k in queue.routing_keys}
                 | {(COMMANDS_EXCHANGE, MessageType.SHIPPING_CANCEL.value)}
+                | {(EVENTS_EXCHANGE, MessageType.ORDER_FAILED.value)}
                 if observed
                 else set()
             )

@@ -241,6 +241,7 @@ class Runtime(Generic[S]):
             self.definition.queue,
             handlers,
             max_retries=s.message_max_retries,
+            max_wait=s.message_max_wait,
             backoff=Backoff(s.retry_base_delay, s.retry_max_delay),
             service=self.name,
             run=self._batcher.run if self._batcher is not None else None,

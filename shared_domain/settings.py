@@ -73,6 +73,10 @@ class ServiceSettings(BaseSettings):
     message_max_retries: int = Field(8, ge=0, le=50, validation_alias="MESSAGE_MAX_RETRIES")
     retry_base_delay: float = Field(0.5, gt=0, le=60, validation_alias="RETRY_BASE_DELAY")
     retry_max_delay: float = Field(30.0, gt=0, le=3600, validation_alias="RETRY_MAX_DELAY")
+    # A message that comes before one it follows (choreography's observer hears a
+    # saga's events in any order) is tried again with the same backoff, for up to this
+    # many seconds from its first try, then dead-lettered.
+    message_max_wait: float = Field(600.0, gt=0, le=86_400, validation_alias="MESSAGE_MAX_WAIT")
 
     # The largest message a consumer reads (an order.created of 100 lines is about
     # 15 KB); a larger one is dead-lettered as too_large, its body cut to its first 64 KiB.

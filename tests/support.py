@@ -28,9 +28,12 @@ POISON_KEYS = [
 
 
 def test_env(vhost: str) -> dict[str, str]:
-    """Environment for a service under test: isolated vhost, quick retries."""
+    """Environment for a service under test: isolated vhost, quick retries, and small
+    pools (two stacks may run at once, each of up to eight processes)."""
     return {
         "RABBITMQ_VHOST": vhost,
+        "DB_POOL_SIZE": "3",
+        "DB_READ_POOL_SIZE": "2",
         "RETRY_BASE_DELAY": "0.05",
         "RETRY_MAX_DELAY": "1",
         "OUTBOX_SWEEP_INTERVAL": "0.2",

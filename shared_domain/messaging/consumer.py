@@ -8,7 +8,11 @@
 - anything else is taken as transient: republished to `<queue>.retry` with an
   exponential, jittered delay, and dead-lettered once the retries are used up;
 - except an outage (the database or network unreachable): retried the same way for as
-  long as it lasts, without spending the message's retry budget.
+  long as it lasts, without spending the message's retry budget;
+- and a message that comes before one it follows (WaitingFor): retried the same way,
+  without spending the budget either, for up to MESSAGE_MAX_WAIT seconds from its
+  first try, then dead-lettered. Its predecessor may itself be on a round of retries,
+  so it is waited for by the clock, not by a count.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ DUPLICATE = "duplicate"
 RETRIED = "retried"
 DEAD_LETTERED = "dead_lettered"
 OUTAGE_COUNT_HEADER = "x-outage-retries"
+WAIT_COUNT_HEADER = "x-wait-retries"
+# Unix time in ms of the first try that had to wait (an integer: AMQP's float header
+# is single precision, minutes off for today's time).
+WAIT_SINCE_HEADER = "x-waiting-since-ms"
 
 # What a too_large dead letter keeps of its body: enough to tell what it was.
 KEPT_OF_TOO_LARGE = 65_536
@@ -54,6 +62,10 @@ PLAIN_ENCODINGS = frozenset({"", "utf-8", "identity"})
 
 class PermanentError(Exception):
     """The message can never be processed; retrying would not help."""
+
+
+class WaitingFor(Exception):
+    """The message follows another that was not handled yet: it waits for it."""
 
 
 # Whether the message being handled is on its last try: a failure now dead-letters it.
@@ -77,6 +89,7 @@ class Consumer:
         max_retries: int,
         backoff: Backoff,
         service: str,
+        max_wait: float = 600.0,
         run: Runner | None = None,
         senders: Mapping[MessageType, str] | None = None,
         max_bytes: int | None = None,
@@ -86,6 +99,7 @@ class Consumer:
         self._spec = spec
         self._handlers = dict(handlers)
         self._max_retries = max_retries
+        self._max_wait = max_wait
         self._backoff = backoff
         self._service = service
         self._senders = dict(senders or {})
@@ -224,6 +238,8 @@ class Consumer:
             headers[OUTAGE_COUNT_HEADER] = outages + 1
             await self._schedule(message, headers, delay)
             return RETRIED
+        if isinstance(exc, WaitingFor):
+            return await self._wait(message, headers, error, envelope)
         if retries >= self._max_retries:
             log.error(
                 "%s for order %s failed %d times, dead-lettering: %s",
@@ -246,6 +262,43 @@ class Consumer:
         )
         headers[RETRY_COUNT_HEADER] = retries + 1
         headers["x-last-error"] = error[:500]
+        await self._schedule(message, headers, delay)
+        return RETRIED
+
+    async def _wait(
+        self,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        error: str,
+        envelope: Envelope,
+    ) -> str:
+        now = int(time.time() * 1000)
+        since = headers.get(WAIT_SINCE_HEADER)
+        since = since if isinstance(since, int) else now
+        waited = (now - since) / 1000
+        if waited >= self._max_wait:
+            log.error(
+                "%s for order %s waited %.0fs (MESSAGE_MAX_WAIT) for an earlier message, "
+                "dead-lettering: %s",
+                envelope.type,
+                envelope.order_id,
+                waited,
+                error,
+            )
+            reason = f"waited {waited:.0f}s for an earlier message: {error}"
+            await self._dead_letter(message, "retries_exhausted", reason, envelope)
+            return DEAD_LETTERED
+        waits = _count(headers, WAIT_COUNT_HEADER)
+        delay = self._backoff.delay(waits)
+        log.info(
+            "%s for order %s waits for an earlier message (%s); again in %.2fs",
+            envelope.type,
+            envelope.order_id,
+            error,
+            delay,
+        )
+        headers[WAIT_COUNT_HEADER] = waits + 1
+        headers[WAIT_SINCE_HEADER] = since
         await self._schedule(message, headers, delay)
         return RETRIED
 

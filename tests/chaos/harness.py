@@ -16,13 +16,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aio_pika
 import asyncpg
 import httpx
+from aio_pika.abc import AbstractIncomingMessage
 
 from scripts.invariants import TERMINAL, audit_orders, customer_orders, stock_problems
 from scripts.isolation import PG
 from scripts.sample import ADDRESS
 from scripts.stack import SERVICES, Stack
+from shared_domain.choreography import CHOREOGRAPHY
+from shared_domain.contracts import EVENTS_EXCHANGE
 from tests.support import (
     HUB,
     INITIAL_STOCK,
@@ -56,8 +60,14 @@ FAULT_BOUND = 60.0  # seconds the longest fault takes, restarts included
 RESTOCK = int(LOAD_CLIENTS * (LOAD_SECONDS + FAULT_BOUND) / LOAD_PAUSE)
 
 
+# Choreography: how long the observer may take to catch up with the orders' outcomes
+# (an event ahead of what it saw waits in the retry queue for the one before it).
+OBSERVER_LAG = 30.0
+
+
 @dataclass
 class Result:
+    style: str
     scenario: str
     placed: int
     terminal: int
@@ -74,6 +84,45 @@ class Result:
 RESULTS: list[Result] = []
 
 
+@dataclass(frozen=True)
+class Tapped:
+    routing_key: str
+    message_id: str
+    body: bytes
+    headers: dict[str, Any]
+
+
+class EventTap:
+    """A copy of every event the stack publishes, from a queue of its own bound to the
+    events exchange (choreography's duplicates are its events delivered again)."""
+
+    def __init__(self, vhost: str) -> None:
+        self._url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        self.seen: list[Tapped] = []
+
+    async def __aenter__(self) -> EventTap:
+        self._connection = await aio_pika.connect_robust(self._url)
+        channel = await self._connection.channel()
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(EVENTS_EXCHANGE, routing_key="#")
+
+        async def keep(message: AbstractIncomingMessage) -> None:
+            self.seen.append(
+                Tapped(
+                    message.routing_key or "",
+                    message.message_id or "",
+                    message.body,
+                    dict(message.headers),
+                )
+            )
+
+        await queue.consume(keep, no_ack=True)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._connection.close()
+
+
 @dataclass
 class Chaos:
     """The stack under test, as a client sees it, plus the levers to break it."""
@@ -81,6 +130,8 @@ class Chaos:
     stack: Stack
     client: httpx.AsyncClient
     vhost: str
+    mode: str  # its SAGA_MODE
+    tap: EventTap
     customers: list[str] = field(default_factory=list)  # one per scenario
     restocked: Counter[str] = field(default_factory=Counter)
     # Every POST /orders: when it was sent (monotonic), how long its answer took, and
@@ -232,6 +283,7 @@ async def run_scenario(chaos: Chaos, name: str, fault: Any, notes: str = "") -> 
         "reservation; RESTOCK is too small for this load"
     )
     result = Result(
+        chaos.mode,
         name,
         len(accepted),
         len(final),
@@ -247,8 +299,13 @@ async def run_scenario(chaos: Chaos, name: str, fault: Any, notes: str = "") -> 
 async def check_invariants(chaos: Chaos, orders: list[dict[str, Any]]) -> int:
     """The invariants of scripts/invariants.py over these orders, and stock over every
     order of the stack. Returns the number of sagas that did a step twice (for the
-    summary; the scenarios assert it is 0)."""
+    summary; the scenarios assert it is 0). In choreography the observer's sagas may
+    lag behind the orders for a moment: they are read again until they agree."""
+    deadline = time.monotonic() + (OBSERVER_LAG if chaos.mode == CHOREOGRAPHY else 0)
     audit = await audit_orders(chaos.data, orders)
+    while audit.problems and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        audit = await audit_orders(chaos.data, orders)
     assert not audit.problems, "\n".join(audit.problems[:20])
     await check_stock(chaos)
     for line in audit.doubled:

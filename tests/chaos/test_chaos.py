@@ -1,11 +1,14 @@
 """Chaos scenarios: each runs a steady load of orders (the seed's failure rates), breaks
 something in the middle of it, and then checks that every order finished and every
-invariant holds. `make test` runs a short version of each; `make chaos` the long one."""
+invariant holds, in each saga style. `make test` runs a short version of each; `make
+chaos` the long one."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import re
 import time
 import uuid
 from collections import Counter
@@ -16,7 +19,8 @@ import httpx
 import pytest
 
 from scripts.stack import SERVICES
-from shared_domain.contracts import COMMANDS_EXCHANGE, Envelope
+from shared_domain.choreography import CHOREOGRAPHY, ORCHESTRATION, bindings
+from shared_domain.contracts import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, Envelope
 from shared_domain.messaging.topology import ALL_QUEUES
 from tests.chaos.harness import (
     ALARM_CLIENT_TIMEOUT,
@@ -96,6 +100,7 @@ async def test_contention_200_orders_for_50_units_reserve_exactly_50(chaos: Chao
     )
     RESULTS.append(
         Result(
+            chaos.mode,
             "stock contention (200 for 50)",
             len(orders),
             len(final),
@@ -113,13 +118,21 @@ async def test_contention_200_orders_for_50_units_reserve_exactly_50(chaos: Chao
     assert laptop["stock"] + laptop["reserved"] == 50
 
 
-# The short run kills the conductor and a worker that calls out; the long run (make
-# chaos) every service.
-KILLED = SERVICES if LONG else ("saga_orchestrator", "payment_service")
+# The short run kills the service that ends the sagas (the orchestrator; in
+# choreography the order service, which keeps their deadlines) and a worker that calls
+# out; the long run (make chaos) every service.
+SHORT_KILLS = {
+    ORCHESTRATION: ("saga_orchestrator", "payment_service"),
+    CHOREOGRAPHY: ("order_service", "payment_service"),
+}
+KILLED = SERVICES if LONG else tuple(dict.fromkeys(s for k in SHORT_KILLS.values() for s in k))
 
 
 @pytest.mark.parametrize("service", KILLED)
 async def test_kill_9_every_replica_of_a_service_then_restart(chaos: Chaos, service: str) -> None:
+    if not LONG and service not in SHORT_KILLS[chaos.mode]:
+        pytest.skip(f"the short run kills {' and '.join(SHORT_KILLS[chaos.mode])} in {chaos.mode}")
+
     async def fault() -> None:
         chaos.stack.kill(service)  # all replicas: the service is gone
         await asyncio.sleep(RESTART_AFTER)
@@ -252,9 +265,10 @@ COMMANDS = {
 
 
 async def test_duplicate_and_out_of_order_delivery(chaos: Chaos) -> None:
-    """Every command of finished sagas is delivered again, twice, with its own message
-    id, last step first; each service answers again, so the orchestrator also gets
-    every reply again, late and out of order. Nothing may happen twice."""
+    """Every message of finished sagas that a service acts on is delivered again, twice,
+    last first: in orchestration each command, with its own message id (each service
+    answers again, so the orchestrator also gets every reply again, late and out of
+    order); in choreography each event, as it was published. Nothing may happen twice."""
     connection = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:5672/{chaos.vhost}")
     sent = 0
 
@@ -263,50 +277,108 @@ async def test_duplicate_and_out_of_order_delivery(chaos: Chaos) -> None:
         earlier = [o for c in chaos.customers[:-1] for o in await chaos.orders_of(c)]
         finished = earlier[-60:] if LONG else earlier[-30:]
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(COMMANDS_EXCHANGE)
-        for order in finished:
-            saga = await chaos.data("saga_orchestrator", f"/sagas/{order['saga_id']}")
-            if saga is None or saga["status"] not in ("completed", "cancelled"):
-                continue
-            for step in reversed(list(saga["steps"])):
-                state = saga["steps"][step]
-                if not state.get("command_id") or state["status"] == "pending":
-                    continue
-                compensated = state["status"] in ("compensated", "compensation_failed")
-                command = COMMANDS[(step, compensated)]
-                envelope = Envelope(
-                    message_id=uuid.UUID(state["command_id"]),
-                    type=command,
-                    saga_id=saga["id"],
-                    order_id=saga["order_id"],
-                    correlation_id="chaos-duplicate",
-                    source="saga_orchestrator",
-                    attempt=9,
-                    payload=_payload(step, command, saga),
-                )
-                for _ in range(2):
-                    await exchange.publish(
-                        aio_pika.Message(
-                            envelope.model_dump_json().encode(),
-                            message_id=str(envelope.message_id),
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        ),
-                        routing_key=command,
-                    )
-                    sent += 1
+        again = (
+            await events_again(chaos, channel, finished)
+            if chaos.mode == CHOREOGRAPHY
+            else await commands_again(chaos, channel, finished)
+        )
+        for exchange, key, message in again:
+            for _ in range(2):
+                await exchange.publish(message, routing_key=key)
+                sent += 1
 
     try:
         result = await run_scenario(chaos, "duplicate + out-of-order delivery", fault)
     finally:
         await connection.close()
-    result.notes = f"{sent} duplicate commands"
+    result.notes = f"{sent} duplicate {'events' if chaos.mode == CHOREOGRAPHY else 'commands'}"
     assert sent > 0
     assert_clean(result)
 
 
-async def test_poison_message_on_every_command_key(chaos: Chaos) -> None:
+Again = list[tuple[aio_pika.abc.AbstractExchange, str, aio_pika.Message]]
+
+
+async def commands_again(
+    chaos: Chaos, channel: aio_pika.abc.AbstractChannel, finished: list[dict[str, Any]]
+) -> Again:
+    """Orchestration: the command of each step the saga took, last step first."""
+    exchange = await channel.get_exchange(COMMANDS_EXCHANGE)
+    again: Again = []
+    for order in finished:
+        saga = await chaos.data("saga_orchestrator", f"/sagas/{order['saga_id']}")
+        if saga is None or saga["status"] not in ("completed", "cancelled"):
+            continue
+        for step in reversed(list(saga["steps"])):
+            state = saga["steps"][step]
+            if not state.get("command_id") or state["status"] == "pending":
+                continue
+            compensated = state["status"] in ("compensated", "compensation_failed")
+            command = COMMANDS[(step, compensated)]
+            envelope = Envelope(
+                message_id=uuid.UUID(state["command_id"]),
+                type=command,
+                saga_id=saga["id"],
+                order_id=saga["order_id"],
+                correlation_id="chaos-duplicate",
+                source="saga_orchestrator",
+                attempt=9,
+                payload=_payload(step, command, saga),
+            )
+            message = aio_pika.Message(
+                envelope.model_dump_json().encode(),
+                message_id=str(envelope.message_id),
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            )
+            again.append((exchange, command, message))
+    return again
+
+
+async def events_again(
+    chaos: Chaos, channel: aio_pika.abc.AbstractChannel, finished: list[dict[str, Any]]
+) -> Again:
+    """Choreography: every event the finished sagas published, exactly as it was (same
+    message id and body), last one first."""
+    exchange = await channel.get_exchange(EVENTS_EXCHANGE)
+    sagas = {o["saga_id"] for o in finished if o["status"] in ("completed", "cancelled")}
+    again: Again = []
+    for tapped in reversed(chaos.tap.seen):
+        try:
+            saga_id = json.loads(tapped.body).get("saga_id")
+        except ValueError:  # a poison message of an earlier run of the scenarios
+            continue
+        if saga_id not in sagas:
+            continue
+        message = aio_pika.Message(
+            tapped.body,
+            message_id=tapped.message_id,
+            headers=tapped.headers,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        again.append((exchange, tapped.routing_key, message))
+    return again
+
+
+def _topic_match(pattern: str, key: str) -> bool:
+    """RabbitMQ's topic matching: `*` is one word, `#` any number of them."""
+    regex = re.escape(pattern).replace(r"\*", r"[^.]+").replace(r"\#", r".*")
+    return re.fullmatch(regex, key) is not None
+
+
+def consumed_keys(mode: str) -> list[tuple[str, str]]:
+    """(exchange, routing key) of every message type a service consumes in `mode`: the
+    commands in orchestration, with the events the orchestrator and the order service
+    hear; in choreography the events each service reacts to, and the undo commands."""
+    wanted, _ = bindings(mode)
+    return sorted(
+        {(ex, key) for bound in wanted.values() for ex, key in bound if not {"*", "#"} & set(key)}
+    )
+
+
+async def test_poison_message_on_every_consumed_key(chaos: Chaos) -> None:
     connection = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:5672/{chaos.vhost}")
-    ids: dict[str, str] = {}
+    ids: dict[tuple[str, str], str] = {}
+    targets = consumed_keys(chaos.mode)
 
     async def dlq_counts() -> dict[str, int]:
         return {q["queue"]: q["messages"] for q in await chaos.data("saga_orchestrator", "/dlq")}
@@ -315,25 +387,33 @@ async def test_poison_message_on_every_command_key(chaos: Chaos) -> None:
 
     async def fault() -> None:
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(COMMANDS_EXCHANGE)
-        for key in POISON_KEYS:
-            ids[key] = str(uuid.uuid4())
+        for exchange_name, key in targets:
+            exchange = await channel.get_exchange(exchange_name)
+            ids[(exchange_name, key)] = str(uuid.uuid4())
             await exchange.publish(
-                aio_pika.Message(b"\x00not json at all", message_id=ids[key]), routing_key=key
+                aio_pika.Message(b"\x00not json at all", message_id=ids[(exchange_name, key)]),
+                routing_key=key,
             )
 
     try:
-        result = await run_scenario(chaos, "poison message per command key", fault)
+        result = await run_scenario(chaos, "poison message per consumed key", fault)
     finally:
         await connection.close()
     assert_clean(result)
+    if chaos.mode == ORCHESTRATION:  # every command, as the operations test sends them
+        assert set(POISON_KEYS) <= {key for ex, key in targets if ex == COMMANDS_EXCHANGE}
     after = await dlq_counts()
+    wanted, _ = bindings(chaos.mode)
     for spec in ALL_QUEUES:
-        keys = [k for k in POISON_KEYS if k in spec.routing_keys]
-        assert after[spec.dlq] - before[spec.dlq] == len(keys), spec.dlq
-        if not keys:
+        routed = [
+            target
+            for target in targets
+            if any(ex == target[0] and _topic_match(p, target[1]) for ex, p in wanted[spec.name])
+        ]
+        assert after[spec.dlq] - before[spec.dlq] == len(routed), spec.dlq
+        if not routed:
             continue
         peek = await chaos.data("saga_orchestrator", f"/dlq/{spec.dlq}/messages?limit=500")
-        mine = [m for m in peek["items"] if m["key"] in {ids[k] for k in keys}]
-        assert {m["original_routing_key"] for m in mine} == set(keys)
+        mine = [m for m in peek["items"] if m["key"] in {ids[t] for t in routed}]
+        assert {m["original_routing_key"] for m in mine} == {key for _, key in routed}
         assert all(m["reason"] == "invalid_message" for m in mine)

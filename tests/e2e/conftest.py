@@ -249,25 +249,26 @@ async def own_stack(
 
 @pytest.fixture(scope="module")
 async def choreographed(
-    vhost: str, db_prefix: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    vhost: str,
+    db_prefix: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Api]:
     """A stack of its own in SAGA_MODE=choreography, beside the session's orchestrated
     one, with the same knobs (an undo is retried by its service: MESSAGE_MAX_RETRIES 2
     is the three attempts COMPENSATION_MAX_ATTEMPTS gives the orchestrator) and a saga
-    deadline of 5 s (every saga here ends within two). Small pools: it runs beside
-    the session's stack."""
+    deadline of 5 s (every saga here ends within two; a module may set another as
+    SAGA_DEADLINE_SECONDS)."""
     async with own_stack(
         f"{vhost}_choreography",
         f"{db_prefix}choreo_",
         tmp_path_factory.mktemp("choreography-logs"),
         {
             "SAGA_MODE": "choreography",
-            "SAGA_DEADLINE_SECONDS": "5",
+            "SAGA_DEADLINE_SECONDS": getattr(request.module, "SAGA_DEADLINE_SECONDS", "5"),
             "DEADLINE_CHECK_INTERVAL": "0.5",
             "MESSAGE_MAX_RETRIES": "2",
             "RETRY_BASE_DELAY": "0.1",
-            "DB_POOL_SIZE": "4",
-            "DB_READ_POOL_SIZE": "2",
         },
         {},
     ) as api:
@@ -288,13 +289,13 @@ async def replicated(
     vhost: str, db_prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Api]:
     """A stack of its own with two orchestrators and two payment services: what one
-    replica is told, or commits, every replica must act on. Module-scoped, with small
-    pools: beside the session's stack, it must leave PostgreSQL connections to spare."""
+    replica is told, or commits, every replica must act on. Module-scoped: it runs
+    beside the session's stack."""
     async with own_stack(
         f"{vhost}_replicated",
         f"{db_prefix}replicated_",
         tmp_path_factory.mktemp("replicated-logs"),
-        {"DB_POOL_SIZE": "4", "DB_READ_POOL_SIZE": "2"},
+        {},
         {"saga_orchestrator": 2, "payment_service": 2},
     ) as api:
         yield api

@@ -193,3 +193,40 @@ async def test_a_saga_with_no_outcome_in_time_is_unwound_by_the_order_service(
     assert ("saga", "compensation forced") in history_of(saga)
     assert saga["steps"]["shipping"]["status"] == "compensated"
     assert saga["steps"]["payment"]["status"] == "compensated"
+
+
+async def test_a_saga_whose_unwind_has_no_outcome_either_fails_and_the_observer_says_so(
+    choreographed: Api,
+) -> None:
+    """Shipping stays away past both deadlines: the order service unwinds the saga, then,
+    with no outcome of the unwind either, fails the order and says so (`order.failed`);
+    the observer's saga fails with it. Once shipping is back the undos still run."""
+    api = choreographed
+    await api.failure_rates()
+    before = await api.stock()
+    await api.stack.stop(["shipping_service"])
+    try:
+        order = await api.place([line(await api.in_stock(1), 1)])
+        done = await api.wait_terminal(order["id"], timeout=30)
+        assert done["status"] == "failed"
+        assert "of unwinding its saga" in done["failure_reason"]
+
+        async def failed() -> dict[str, Any] | None:
+            saga = await api.data("saga_orchestrator", f"/sagas/{order['saga_id']}")
+            return saga if saga["status"] == "failed" else None
+
+        saga = await wait_for(failed, "the observer's failure")
+        assert saga["steps"]["shipping"]["status"] == "compensation_failed"
+        assert saga["steps"]["inventory"]["status"] == "completed", "its release never began"
+        assert saga["failure_reason"].endswith(done["failure_reason"])
+    finally:
+        await api.stack.start(["shipping_service"])
+
+    async def undone() -> bool:
+        payment = await api.data("payment_service", f"/orders/{order['id']}/payment")
+        return payment["status"] == "refunded" and await api.stock() == before
+
+    await wait_for(undone, "the undos, once shipping is back")
+    assert (await api.order(order["id"]))["status"] == "failed", "a failed order stays failed"
+    saga = await api.data("saga_orchestrator", f"/sagas/{order['saga_id']}")
+    assert saga["status"] == "failed", "the late undos do not move the observer's saga"

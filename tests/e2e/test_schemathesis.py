@@ -35,7 +35,7 @@ async def explored(
         f"{vhost}_schemathesis",
         f"{db_prefix}schemathesis_",
         tmp_path_factory.mktemp("schemathesis-logs"),
-        {"DB_POOL_SIZE": "4", "DB_READ_POOL_SIZE": "2"},
+        {},
         {},
     ) as api:
         yield api

@@ -1,6 +1,7 @@
 """The order service's saga deadline in choreography, against the real PostgreSQL and
 RabbitMQ: a saga with no outcome in time is unwound once (`shipping.cancel` from the
-order service), and failed if the unwind has no outcome in time either."""
+order service), and failed if the unwind has no outcome in time either (`order.failed`,
+for the observer)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from order_service import deadlines, services
 from order_service.app import SERVICE as ORDER
 from order_service.domain import OrderStatus
 from order_service.settings import Settings as OrderSettings
-from shared_domain.contracts import COMMANDS_EXCHANGE, utcnow
+from shared_domain.contracts import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, utcnow
 from tests.integration.conftest import capture, open_runtime, order_request
 
 pytestmark = pytest.mark.integration
@@ -28,6 +29,7 @@ async def test_an_overdue_saga_is_unwound_once_then_failed(
     )
     try:
         sent = await capture(channel, COMMANDS_EXCHANGE)
+        told = await capture(channel, EVENTS_EXCHANGE, "order.failed")
         order, _ = await services.place_order(rt, order_request(), None, "t")
         assert await deadlines.fire_due(rt) == 0, "not due yet"
         await asyncio.sleep(1.1)
@@ -49,6 +51,10 @@ async def test_an_overdue_saga_is_unwound_once_then_failed(
             row = await uow.conn.fetchrow("SELECT * FROM orders WHERE id = $1", order.id)
         assert row["status"] == OrderStatus.FAILED.value
         assert "of unwinding its saga" in row["failure_reason"]
+        failed = json.loads((await told.next()).body)
+        assert (failed["type"], failed["source"]) == ("order.failed", "order_service")
+        assert failed["saga_id"] == str(order.saga_id)
+        assert failed["payload"]["reason"] == row["failure_reason"]
         assert await deadlines.fire_due(rt) == 0, "an ended order has no deadline"
     finally:
         await rt.stop()

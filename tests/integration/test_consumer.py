@@ -1,6 +1,7 @@
 """Dead-letter routing and retries with the real broker: a poison message goes straight
 to the DLQ with its reason and never stops the consumer; a transient failure is retried
-with backoff, then dead-lettered once the retries are used up."""
+with backoff, then dead-lettered once the retries are used up; a message waiting for an
+earlier one is tried again by the clock (MESSAGE_MAX_WAIT), not by the retry count."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from shared_domain.backoff import Backoff
 from shared_domain.contracts import COMMANDS_EXCHANGE, Envelope, MessageType
-from shared_domain.messaging.consumer import Consumer, PermanentError
+from shared_domain.messaging.consumer import Consumer, PermanentError, WaitingFor
 from shared_domain.messaging.topology import PAYMENT_COMMANDS
 
 pytestmark = pytest.mark.integration
@@ -56,17 +57,18 @@ async def dead_letter(channel: AbstractChannel, timeout: float = 5) -> AbstractI
 
 
 @pytest.fixture
-async def consume(payment_rt, channel) -> AsyncIterator[Callable[[Handler], Awaitable[list]]]:
+async def consume(payment_rt, channel) -> AsyncIterator[Callable[..., Awaitable[list]]]:
     for name in (PAYMENT_COMMANDS.name, PAYMENT_COMMANDS.dlq, PAYMENT_COMMANDS.retry):
         await (await channel.get_queue(name)).purge()
     consumers: list[Consumer] = []
 
-    async def start(handler: Handler) -> list:
+    async def start(handler: Handler, max_wait: float = 600.0) -> list:
         consumer = Consumer(
             payment_rt.broker,
             PAYMENT_COMMANDS,
             {MessageType.PAYMENT_PROCESS: handler},
             max_retries=2,
+            max_wait=max_wait,
             backoff=Backoff(0.05, 0.2),
             service="test",
         )
@@ -179,18 +181,26 @@ async def test_retries_are_bounded_then_dead_lettered(consume, channel):
     assert "TimeoutError: downstream timeout" in str(dead.headers["x-error"])
 
 
-async def test_an_outage_is_retried_past_the_retry_budget(consume, channel):
-    """A database that is down says nothing about the message: it is never dead-lettered
-    for that, however many rounds the outage lasts."""
+@pytest.mark.parametrize(
+    "failure",
+    [
+        lambda: asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        lambda: WaitingFor("its predecessor is not handled yet"),
+    ],
+    ids=["outage", "waiting-for-an-earlier-message"],
+)
+async def test_an_outage_or_a_wait_is_retried_past_the_retry_budget(consume, channel, failure):
+    """A database that is down says nothing about the message, nor does a message that
+    came before the one it follows: neither is dead-lettered for spending the retries."""
     attempts = 0
 
-    async def database_down(env: Envelope, _payload: object) -> None:
+    async def not_yet(env: Envelope, _payload: object) -> None:
         nonlocal attempts
         attempts += 1
         if attempts <= 5:  # more than max_retries=2
-            raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+            raise failure()
 
-    await consume(database_down)
+    await consume(not_yet)
     await publish(channel, envelope().model_dump_json().encode())
     await wait_for(lambda: attempts == 6, timeout=10)
     await asyncio.sleep(0.3)
@@ -213,3 +223,21 @@ async def test_permanent_error_is_dead_lettered_without_retry(consume, channel):
     assert dead.headers["x-dead-letter-reason"] == "rejected"
     assert "no saga" in str(dead.headers["x-error"])
     assert attempts == 1
+
+
+async def test_a_message_that_waits_too_long_is_dead_lettered(consume, channel):
+    attempts = 0
+
+    async def never_followed(env: Envelope, _payload: object) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise WaitingFor("its predecessor never came")
+
+    await consume(never_followed, max_wait=1.0)
+    message_id = await publish(channel, envelope().model_dump_json().encode())
+    dead = await dead_letter(channel, timeout=10)
+    assert dead.message_id == message_id
+    assert attempts > 3, "waited by the clock, past the retry budget"
+    assert dead.headers["x-dead-letter-reason"] == "retries_exhausted"
+    assert "for an earlier message" in str(dead.headers["x-error"])
+    assert "its predecessor never came" in str(dead.headers["x-error"])

@@ -13,7 +13,7 @@ import pytest
 
 from order_service.domain import Order, OrderLine, OrderStatus
 from order_service.handlers import _outcome
-from saga_orchestrator.domain import Observation, Saga, SagaStatus, Step, StepStatus
+from saga_orchestrator.domain import Observation, Saga, SagaStatus, Step, StepState, StepStatus
 from shared_domain import choreography
 from shared_domain.choreography import REACTIONS, bindings, reacting
 from shared_domain.contracts import (
@@ -312,8 +312,14 @@ def test_the_observer_waits_for_an_event_it_has_not_seen_and_ignores_a_repeat() 
         Observation.STALE,
     ]
     assert see(saga, T.INVENTORY_RESERVED) == [Observation.APPLIED]
-    # an undo before the failure that calls for it
-    assert see(saga, T.PAYMENT_REFUNDED) == [Observation.EARLY]
+    # an undo before the failure that calls for it: kept, and applied once it comes
+    saga = observed()
+    see(saga, T.PAYMENT_PROCESSED)
+    assert see(saga, T.PAYMENT_REFUNDED) == [Observation.KEPT]
+    assert saga.steps[Step.PAYMENT].status is StepStatus.COMPLETED
+    assert see(saga, T.INVENTORY_FAILED) == [Observation.APPLIED]
+    assert saga.steps[Step.PAYMENT].status is StepStatus.COMPENSATED
+    assert saga.status is SagaStatus.CANCELLED
 
 
 def test_the_observer_sees_the_undos_in_reverse_order_and_the_cancellation_notice() -> None:
@@ -371,3 +377,40 @@ def test_the_observer_follows_the_order_services_unwind_back_from_the_stuck_step
     assert saga.failure_reason == "no outcome within 120s"
     assert see(saga, T.INVENTORY_FAILED) == [Observation.STALE], "a refused late reservation"
     assert not saga.unwind_observed(NOW, POLICY, "again"), "only a running saga is unwound"
+
+
+def test_the_observer_fails_the_saga_the_order_service_gave_up_on() -> None:
+    saga = observed()
+    see(saga, T.PAYMENT_PROCESSED)
+    saga.unwind_observed(NOW, POLICY, "no outcome within 120s")
+    assert saga.status is SagaStatus.COMPENSATING  # the release never answered
+    assert saga.fail_observed(NOW, "no outcome within 120s of unwinding its saga")
+    assert saga.status is SagaStatus.FAILED
+    assert saga.steps[Step.INVENTORY].status is StepStatus.COMPENSATION_FAILED
+    assert saga.steps[Step.PAYMENT].status is StepStatus.COMPLETED  # its refund never began
+    assert saga.failure_reason == (
+        "no outcome within 120s; no outcome within 120s of unwinding its saga"
+    )
+    assert saga.deadline is None
+    assert see(saga, T.INVENTORY_RELEASED) == [Observation.STALE], "over: nothing moves it"
+    assert not saga.fail_observed(NOW, "again"), "an ended saga stays as it ended"
+
+
+def test_an_undo_seen_before_the_unwind_that_started_it_is_kept_until_the_unwind() -> None:
+    """The order service unwinds a saga stuck at inventory: the release's outcome, and
+    the refund's, can reach the observer before its shipping.cancel does."""
+    saga = observed()
+    see(saga, T.PAYMENT_PROCESSED)
+    assert see(saga, T.INVENTORY_RELEASED, T.PAYMENT_REFUNDED) == [Observation.KEPT] * 2
+    assert saga.status is SagaStatus.RUNNING
+    assert see(saga, T.INVENTORY_RELEASED) == [Observation.STALE], "kept once"
+    stored = saga.steps[Step.INVENTORY].to_dict()  # kept with the saga's row
+    assert stored["early_undo"]["type"] == "inventory.released"
+    assert StepState.from_dict(stored) == saga.steps[Step.INVENTORY]
+    assert "early_undo" not in saga.steps[Step.SHIPPING].to_dict(), "none kept: no key"
+    assert saga.unwind_observed(NOW, POLICY, "no outcome within 120s")
+    assert saga.steps[Step.INVENTORY].status is StepStatus.COMPENSATED
+    assert saga.steps[Step.PAYMENT].status is StepStatus.COMPENSATED
+    assert saga.status is SagaStatus.CANCELLED
+    assert all(s.early_undo is None for s in saga.steps.values())
+    assert see(saga, T.INVENTORY_FAILED) == [Observation.STALE], "the late reservation refused"
