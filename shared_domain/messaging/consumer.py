@@ -89,7 +89,7 @@ class Consumer:
         max_retries: int,
         backoff: Backoff,
         service: str,
-        max_wait: float = 600.0,
+        max_wait: float,
         run: Runner | None = None,
         senders: Mapping[MessageType, str] | None = None,
         max_bytes: int | None = None,
@@ -276,16 +276,8 @@ class Consumer:
         since = headers.get(WAIT_SINCE_HEADER)
         since = since if isinstance(since, int) else now
         waited = (now - since) / 1000
-        if waited >= self._max_wait:
-            log.error(
-                "%s for order %s waited %.0fs (MESSAGE_MAX_WAIT) for an earlier message, "
-                "dead-lettering: %s",
-                envelope.type,
-                envelope.order_id,
-                waited,
-                error,
-            )
-            reason = f"waited {waited:.0f}s for an earlier message: {error}"
+        if waited >= self._max_wait:  # _dead_letter says so in the log
+            reason = f"waited {waited:.0f}s (MESSAGE_MAX_WAIT) for an earlier message: {error}"
             await self._dead_letter(message, "retries_exhausted", reason, envelope)
             return DEAD_LETTERED
         waits = _count(headers, WAIT_COUNT_HEADER)
