@@ -240,7 +240,13 @@ def _watch(client: Client, path: str) -> None:
                 if response.status_code != 200:
                     response.read()
                     client.fail(response)
-                for text in response.iter_lines():
+                lines = response.iter_lines()
+                # The server's first line comes once it is following: from here on
+                # nothing that commits is missed.
+                next(lines, None)
+                after = f" after {parser.last_id}" if parser.last_id else ""
+                err.print(f"[dim]following {path}{after}[/dim]", highlight=False)
+                for text in lines:
                     event = parser.feed(text)
                     if event is None:
                         continue

@@ -270,7 +270,6 @@ async def events(
     subscriber = hub.join(saga_id)
     try:
         await hub.ready()
-        yield RETRY
         async with connection(rt.pool) as conn:
             if after is not None:
                 cursor = after
@@ -278,6 +277,9 @@ async def events(
                 cursor = START
             else:
                 cursor = await head(conn)
+            # Sent once the cursor is fixed, so a client that has read it is sure to get
+            # everything that commits from then on (sagactl watch says so, tests wait on it).
+            yield RETRY
             last: Event | None = None
             while True:
                 page = await read_after(conn, cursor, saga_id)

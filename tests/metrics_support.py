@@ -152,6 +152,14 @@ class PrometheusServer:
         assert len(result) == 1, result
         return float(result[0]["value"][1])
 
+    async def scraped_since(self, moment: float, timeout: float = 30) -> None:
+        """Wait until every target's latest scrape started after `moment` (a time.time()),
+        so what the targets counted before it is in."""
+        deadline = time.monotonic() + timeout
+        while (oldest := await self.value("min(timestamp(up))")) is None or oldest <= moment:
+            assert time.monotonic() < deadline, f"no scrape of every target since {moment}"
+            await asyncio.sleep(0.2)
+
     async def rules(self) -> list[dict[str, Any]]:
         """Every alerting rule loaded, with its health and state."""
         assert self._client is not None

@@ -8,7 +8,6 @@ spans the six services exported."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -166,7 +165,7 @@ async def prometheus(
 async def ran(observed: Api, prometheus: PrometheusServer | None) -> Api:
     await run_known_sagas(observed)
     if prometheus is not None:
-        await asyncio.sleep(2)  # two more scrapes: the last sagas' figures are in
+        await prometheus.scraped_since(time.time())
     return observed
 
 

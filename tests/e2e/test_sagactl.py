@@ -17,9 +17,11 @@ pytestmark = pytest.mark.e2e
 async def test_watch_prints_every_transition_of_a_saga_as_it_happens(api: Api) -> None:
     await api.failure_rates()
     process = await start_sagactl(api, "--json", "watch")
-    assert process.stdout is not None
+    assert process.stdout is not None and process.stderr is not None
     try:
-        await asyncio.sleep(1.5)  # connected: the stream starts with what commits after it
+        # the stream starts with what commits once it is followed, which sagactl says
+        said = await asyncio.wait_for(process.stderr.readline(), 30)
+        assert said.decode().startswith("following /sagas/stream"), said
         order = await api.place([line(await api.in_stock(1))])
         seen: list[dict[str, str]] = []
 
