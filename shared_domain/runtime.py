@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared_domain import choreography, failure_rates, metrics, migrations, pg, tracing
 from shared_domain.admin import audit_router, failure_rates_router
@@ -353,6 +353,28 @@ def create_app(definition: ServiceDefinition[S], settings: S) -> FastAPI:
 _running: set[Runtime[Any]] = set()
 
 
+def refusals_in_one_line(app: ASGIApp) -> ASGIApp:
+    """A refusal to start (SystemExit from the lifespan, which already says what is wrong
+    and what to do) reaches uvicorn's log as its message, not as a traceback."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def send_refusal(message: Message) -> None:
+            # Starlette sends startup.failed from inside its except block, so the
+            # exception being handled is the one the lifespan raised.
+            refusal = sys.exc_info()[1]
+            if message["type"] == "lifespan.startup.failed" and isinstance(refusal, SystemExit):
+                message = {**message, "message": str(refusal)}
+            await send(message)
+
+        await app(scope, receive, send_refusal)
+
+    return wrapped
+
+
 class _Server(uvicorn.Server):
     """Tells the running service it is stopping as soon as the signal comes."""
 
@@ -444,7 +466,7 @@ def main(definition: ServiceDefinition[Any]) -> None:
         log.error("%s", exc)
         sys.exit(1)
     config = uvicorn.Config(
-        create_app(definition, settings),
+        refusals_in_one_line(create_app(definition, settings)),
         host=settings.host,
         port=settings.port,
         log_config=None,

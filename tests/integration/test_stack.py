@@ -143,6 +143,27 @@ async def test_start_fails_when_postgres_is_unreachable(db_prefix: str) -> None:
         await stack.stop()
 
 
+async def test_start_fails_when_rabbitmq_is_unreachable_saying_why_without_a_traceback(
+    db_prefix: str,
+) -> None:
+    stack = Stack(
+        env={"RABBITMQ_PORT": "1", "STARTUP_TIMEOUT": "2"},
+        ports={SERVICE: free_port()},
+        db_prefix=db_prefix,
+    )
+    try:
+        with pytest.raises(StackError) as caught:
+            await stack.start([SERVICE], timeout=60)
+        said = "\n".join(caught.value.lines)
+        assert f"{SERVICE}: cannot reach RabbitMQ at 127.0.0.1:1" in said, said
+        assert "rabbitmq-server -detached" in said
+        assert "Traceback" not in said and "SystemExit" not in said, said
+        assert "Application startup failed. Exiting." in said
+        assert stack.pid(SERVICE) is None
+    finally:
+        await stack.stop()
+
+
 async def test_replicas_run_side_by_side_and_die_alone(vhost: str, db_prefix: str) -> None:
     stack = Stack(
         env={"RABBITMQ_VHOST": vhost},
