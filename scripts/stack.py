@@ -291,6 +291,7 @@ class Stack:
         try:
             for child in children:
                 _send(child.process, signal.SIGTERM)
+                _send(child.process, signal.SIGCONT)  # a frozen one takes its SIGTERM now
             waits = [child.process.wait() for child in children]
             try:
                 await asyncio.wait_for(asyncio.gather(*waits), timeout)
@@ -331,6 +332,20 @@ class Stack:
             child = self._children.get(name)
             if child is not None:
                 _send(child.process, signal.SIGKILL)
+
+    def freeze(self, service: str) -> None:
+        """SIGSTOP the process (a hang: connections open, nothing answered); a plain
+        service name freezes all its replicas. `thaw()` lets it go on where it was."""
+        for name in self._names([service]):
+            child = self._children.get(name)
+            if child is not None:
+                _send(child.process, signal.SIGSTOP)
+
+    def thaw(self, service: str) -> None:
+        for name in self._names([service]):
+            child = self._children.get(name)
+            if child is not None:
+                _send(child.process, signal.SIGCONT)
 
     async def wait_exit(self, services: Iterable[str] | None = None) -> tuple[str, int]:
         """Wait until one of the services' processes ends; return its name and exit status."""
