@@ -328,24 +328,21 @@ class Stack:
     def kill(self, service: str) -> None:
         """SIGKILL the process (a crash); a plain service name kills all its replicas.
         `stop()` or `start()` reaps it later."""
-        for name in self._names([service]):
-            child = self._children.get(name)
-            if child is not None:
-                _send(child.process, signal.SIGKILL)
+        self._signal(service, signal.SIGKILL)
 
     def freeze(self, service: str) -> None:
         """SIGSTOP the process (a hang: connections open, nothing answered); a plain
         service name freezes all its replicas. `thaw()` lets it go on where it was."""
-        for name in self._names([service]):
-            child = self._children.get(name)
-            if child is not None:
-                _send(child.process, signal.SIGSTOP)
+        self._signal(service, signal.SIGSTOP)
 
     def thaw(self, service: str) -> None:
+        self._signal(service, signal.SIGCONT)
+
+    def _signal(self, service: str, sig: signal.Signals) -> None:
         for name in self._names([service]):
             child = self._children.get(name)
             if child is not None:
-                _send(child.process, signal.SIGCONT)
+                _send(child.process, sig)
 
     async def wait_exit(self, services: Iterable[str] | None = None) -> tuple[str, int]:
         """Wait until one of the services' processes ends; return its name and exit status."""

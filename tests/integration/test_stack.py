@@ -124,44 +124,38 @@ async def test_start_restart_stop(vhost: str, db_prefix: str, tmp_path: Path) ->
         await stack.stop()
 
 
-async def test_start_fails_when_postgres_is_unreachable(db_prefix: str) -> None:
+async def failed_start(env: dict[str, str], db_prefix: str) -> StackError:
+    """Start SERVICE with `env`, which must keep it from starting: the error, once the
+    stack has no process left."""
     stack = Stack(
-        env={"DB_PORT": "1", "STARTUP_TIMEOUT": "2"},
-        ports={SERVICE: free_port()},
-        db_prefix=db_prefix,
+        env=env | {"STARTUP_TIMEOUT": "2"}, ports={SERVICE: free_port()}, db_prefix=db_prefix
     )
     try:
         with pytest.raises(StackError) as caught:
             await stack.start([SERVICE], timeout=60)
-        assert caught.value.service == SERVICE
-        assert SERVICE in str(caught.value)
-        assert "before it became healthy" in str(caught.value)
-        assert caught.value.lines, "the error quotes the service's last output lines"
         assert stack.pid(SERVICE) is None
         assert stack.services == []
+        return caught.value
     finally:
         await stack.stop()
+
+
+async def test_start_fails_when_postgres_is_unreachable(db_prefix: str) -> None:
+    error = await failed_start({"DB_PORT": "1"}, db_prefix)
+    assert error.service == SERVICE
+    assert SERVICE in str(error)
+    assert "before it became healthy" in str(error)
+    assert error.lines, "the error quotes the service's last output lines"
 
 
 async def test_start_fails_when_rabbitmq_is_unreachable_saying_why_without_a_traceback(
     db_prefix: str,
 ) -> None:
-    stack = Stack(
-        env={"RABBITMQ_PORT": "1", "STARTUP_TIMEOUT": "2"},
-        ports={SERVICE: free_port()},
-        db_prefix=db_prefix,
-    )
-    try:
-        with pytest.raises(StackError) as caught:
-            await stack.start([SERVICE], timeout=60)
-        said = "\n".join(caught.value.lines)
-        assert f"{SERVICE}: cannot reach RabbitMQ at 127.0.0.1:1" in said, said
-        assert "rabbitmq-server -detached" in said
-        assert "Traceback" not in said and "SystemExit" not in said, said
-        assert "Application startup failed. Exiting." in said
-        assert stack.pid(SERVICE) is None
-    finally:
-        await stack.stop()
+    said = "\n".join((await failed_start({"RABBITMQ_PORT": "1"}, db_prefix)).lines)
+    assert f"{SERVICE}: cannot reach RabbitMQ at 127.0.0.1:1" in said, said
+    assert "rabbitmq-server -detached" in said
+    assert "Traceback" not in said and "SystemExit" not in said, said
+    assert "Application startup failed. Exiting." in said
 
 
 async def test_replicas_run_side_by_side_and_die_alone(vhost: str, db_prefix: str) -> None:
